@@ -1,0 +1,86 @@
+package edge
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"github.com/apigetaway/getaway/upstream"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+	"go.uber.org/zap"
+)
+
+// benchBackend serves a small JSON answer on an in-memory listener, so the
+// benchmarks measure the gateway's work and not the loopback stack.
+func benchBackend(b *testing.B) *fasthttputil.InmemoryListener {
+	b.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	body := []byte(`{"id":42,"name":"bench","tags":["a","b","c"],"ok":true}`)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Shutdown() })
+	return ln
+}
+
+// runHandler drives h with one reused RequestCtx, as fasthttp's server does,
+// and drains each streamed answer.
+func runHandler(b *testing.B, h fasthttp.RequestHandler, target string) {
+	b.Helper()
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx.Request.SetRequestURI(target)
+		ctx.Request.Header.SetHost("app.example.com")
+		ctx.Request.Header.Set("Cookie", "sid=abc; theme=dark")
+		h(&ctx)
+		if ctx.Response.StatusCode() != fasthttp.StatusOK {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		if err := ctx.Response.BodyWriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		_ = ctx.Response.CloseBodyStream()
+	}
+}
+
+// BenchmarkProxyDirect is the baseline: the same backend through a bare
+// HostClient, with no gateway work.
+func BenchmarkProxyDirect(b *testing.B) {
+	ln := benchBackend(b)
+	hc := &fasthttp.HostClient{Addr: "backend", Dial: func(string) (net.Conn, error) { return ln.Dial() }, StreamResponseBody: true}
+	runHandler(b, func(ctx *fasthttp.RequestCtx) {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
+			b.Fatal(err)
+		}
+	}, "/bench?x=1")
+}
+
+// BenchmarkProxyGateway is the whole edge handler on an authenticated /api
+// request: middleware, routing, header rewrite and the pooled backend call.
+func BenchmarkProxyGateway(b *testing.B) {
+	ln := benchBackend(b)
+	f, err := upstream.ParseFile("config.yml", []byte(`
+defaultBackend: "http://backend"
+mappings:
+  - frontendHost: app.example.com
+    pathPrefix: /v2
+    backend: "http://backend"
+`))
+	require.NoError(b, err)
+	p, err := upstream.NewProxy(upstream.ProxyConfig{Pool: upstream.PoolConfig{
+		Dial: func(string) (net.Conn, error) { return ln.Dial() },
+	}}, f, zap.NewNop())
+	require.NoError(b, err)
+	s, err := New(Config{}, Deps{Proxy: p, Auth: allowAll})
+	require.NoError(b, err)
+	runHandler(b, s.Handler(), "/api/v2/bench?x=1")
+}

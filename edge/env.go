@@ -1,0 +1,178 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apigetaway/getaway/upstream"
+	"go.uber.org/zap/zapcore"
+)
+
+// Settings is everything the environment configures, already validated and
+// split into the Config of each package. Variable names are those of the
+// Node version where it had them; DESIGN section 2 lists them.
+type Settings struct {
+	// LogLevel from LOG_LEVEL: debug, info (default), warn or error.
+	LogLevel zapcore.Level
+	// LogFormat from LOG_FORMAT: json (default) or console.
+	LogFormat string
+	// ConfigPath from CONFIG_PATH: the routing file. Default config.yml.
+	ConfigPath string
+	// Server configures the listener and the edge middleware.
+	Server Config
+	// Proxy configures the /api proxy and its backend pools.
+	Proxy upstream.ProxyConfig
+}
+
+// LookupEnv is the signature of os.LookupEnv, injected for tests.
+type LookupEnv func(key string) (string, bool)
+
+// LoadSettings reads and validates the environment. Every bad value is
+// reported, each with its variable's name and the reason; nothing starts
+// half-configured.
+func LoadSettings(lookup LookupEnv) (*Settings, error) {
+	e := envReader{lookup: lookup}
+	s := &Settings{
+		LogFormat:  e.oneOf("LOG_FORMAT", "json", "json", "console"),
+		ConfigPath: e.str("CONFIG_PATH", "config.yml"),
+	}
+	switch lvl := e.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"); lvl {
+	case "debug":
+		s.LogLevel = zapcore.DebugLevel
+	case "warn":
+		s.LogLevel = zapcore.WarnLevel
+	case "error":
+		s.LogLevel = zapcore.ErrorLevel
+	default:
+		s.LogLevel = zapcore.InfoLevel
+	}
+
+	port := e.integer("PORT", 8080, 0, 65535)
+	s.Server = Config{
+		Addr:            e.str("LISTEN_ADDR", net.JoinHostPort(e.str("LISTEN_HOST", ""), strconv.Itoa(port))),
+		AllowedOrigins:  e.origins("ALLOWED_ORIGINS"),
+		PublicDir:       e.str("PUBLIC_DIR", "public"),
+		ReadTimeout:     e.seconds("READ_TIMEOUT_SECONDS", 60*time.Second),
+		WriteTimeout:    e.seconds("WRITE_TIMEOUT_SECONDS", 60*time.Second),
+		IdleTimeout:     e.seconds("IDLE_TIMEOUT_SECONDS", 120*time.Second),
+		ShutdownTimeout: e.seconds("SHUTDOWN_TIMEOUT_SECONDS", 15*time.Second),
+		MaxHeaderBytes:  e.integer("MAX_HEADER_BYTES", 16<<10, 1024, 1<<20),
+		MaxBodyBytes:    e.integer("MAX_BODY_BYTES", 1<<20, 1024, 1<<30),
+		MaxConns:        e.integer("MAX_CONNS", 100_000, 1, 10_000_000),
+	}
+	s.Proxy = upstream.ProxyConfig{
+		SessionCookieName: e.str("SESSION_COOKIE_NAME", "sid"),
+		Pool: upstream.PoolConfig{
+			ResponseTimeout:    e.seconds("PROXY_TIMEOUT_SECONDS", 30*time.Second),
+			DialTimeout:        e.seconds("PROXY_DIAL_TIMEOUT_SECONDS", 5*time.Second),
+			WriteTimeout:       e.seconds("PROXY_WRITE_TIMEOUT_SECONDS", 30*time.Second),
+			MaxConnsPerBackend: e.integer("PROXY_MAX_CONNS_PER_BACKEND", 1024, 1, 1_000_000),
+		},
+	}
+	if err := errors.Join(e.errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// envReader collects one error per bad variable while reading them all.
+type envReader struct {
+	lookup LookupEnv
+	errs   []error
+}
+
+func (e *envReader) fail(key, reason string, v string) {
+	e.errs = append(e.errs, fmt.Errorf("%s: %s (got %q)", key, reason, v))
+}
+
+func (e *envReader) str(key, def string) string {
+	if v, ok := e.lookup(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *envReader) oneOf(key, def string, allowed ...string) string {
+	v := strings.ToLower(strings.TrimSpace(e.str(key, def)))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	e.fail(key, "must be one of "+strings.Join(allowed, ", "), v)
+	return def
+}
+
+func (e *envReader) integer(key string, def, lo, hi int) int {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < lo || n > hi {
+		e.fail(key, fmt.Sprintf("must be an integer from %d to %d", lo, hi), v)
+		return def
+	}
+	return n
+}
+
+func (e *envReader) seconds(key string, def time.Duration) time.Duration {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || f <= 0 || f > 24*3600 {
+		e.fail(key, "must be a number of seconds above 0 and at most 86400", v)
+		return def
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// origins parses a comma list of browser origins (scheme://host[:port]).
+func (e *envReader) origins(key string) []string {
+	v, _ := e.lookup(key)
+	var out []string
+	for _, raw := range strings.Split(v, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		o, err := NormalizeOrigin(raw)
+		if err != nil {
+			e.fail(key, err.Error(), raw)
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// NormalizeOrigin returns raw as a browser would send it in Origin:
+// lower-case scheme and host, no default port, no path.
+func NormalizeOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("must be an origin such as https://app.example.com")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", errors.New("an origin has no path, query, fragment or user info")
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return strings.ToLower(u.Scheme) + "://" + host, nil
+}

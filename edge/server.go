@@ -1,0 +1,299 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/apigetaway/getaway/upstream"
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// Config configures the listener and the edge middleware. Every limit has a
+// documented default (see LoadSettings); zero values here mean "default".
+type Config struct {
+	// Addr is the listen address. Default ":8080" (env PORT, LISTEN_HOST,
+	// or LISTEN_ADDR for the whole address).
+	Addr string
+	// AllowedOrigins (env ALLOWED_ORIGINS) are browser origins allowed to
+	// call the gateway with credentials, merged with config.yml's
+	// allowedOrigins. Normalised as NormalizeOrigin returns them.
+	AllowedOrigins []string
+	// PublicDir holds static files served with the SPA fallback. A missing
+	// directory turns static serving off. Default "public".
+	PublicDir string
+	// ReadTimeout bounds reading one request, head and body. Default 60s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response. Default 60s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds the wait for requests in flight at shutdown.
+	// Default 15s.
+	ShutdownTimeout time.Duration
+	// MaxHeaderBytes caps a request head. Default 16 KiB; larger gets 431.
+	MaxHeaderBytes int
+	// MaxBodyBytes caps the bodies the gateway reads itself. Bodies of
+	// proxied requests stream to the backend and are not capped here.
+	// Default 1 MiB.
+	MaxBodyBytes int
+	// MaxConns caps concurrent client connections. Default 100000.
+	MaxConns int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 60 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 60 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 100_000
+	}
+	return c
+}
+
+// Authenticator decides on whose behalf an /api request is proxied.
+type Authenticator interface {
+	// Authenticate returns the verified identity of ctx's client, or nil
+	// after writing the refusal (401, 403, 503, ...) into ctx.Response.
+	Authenticate(ctx *fasthttp.RequestCtx) *upstream.Identity
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx *fasthttp.RequestCtx) *upstream.Identity
+
+// Authenticate calls f(ctx).
+func (f AuthenticatorFunc) Authenticate(ctx *fasthttp.RequestCtx) *upstream.Identity { return f(ctx) }
+
+// DenyAll refuses every request with 401. It is the Authenticator in force
+// until sign-in is configured, so the gateway is never an open proxy.
+var DenyAll Authenticator = AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) *upstream.Identity {
+	writeJSON(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
+	return nil
+})
+
+// ReadinessCheck is one dependency /readyz asks about.
+type ReadinessCheck struct {
+	// Name is reported when the check fails, e.g. "redis".
+	Name string
+	// Check returns nil when the dependency can serve.
+	Check func(ctx context.Context) error
+}
+
+// Deps are the components the server is wired to.
+type Deps struct {
+	// Proxy serves /api/*. Required.
+	Proxy *upstream.Proxy
+	// Auth guards /api/*. Nil means DenyAll.
+	Auth Authenticator
+	// Ready lists what /readyz checks.
+	Ready []ReadinessCheck
+	// Log receives the server's logs. Nil means no logs.
+	Log *zap.Logger
+}
+
+// Server is the gateway's HTTP server.
+type Server struct {
+	cfg     Config
+	proxy   *upstream.Proxy
+	auth    Authenticator
+	ready   []ReadinessCheck
+	log     *zap.Logger
+	origins map[string]struct{}
+	static  *static
+	handler fasthttp.RequestHandler
+	srv     *fasthttp.Server
+}
+
+// New builds the server, its routes and its middleware chain.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Proxy == nil {
+		return nil, errors.New("edge: a proxy is required")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:     cfg,
+		proxy:   deps.Proxy,
+		auth:    deps.Auth,
+		ready:   deps.Ready,
+		log:     deps.Log,
+		origins: make(map[string]struct{}, len(cfg.AllowedOrigins)),
+	}
+	if s.auth == nil {
+		s.auth = DenyAll
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	for _, o := range cfg.AllowedOrigins {
+		s.origins[o] = struct{}{}
+	}
+	st, err := newStatic(cfg.PublicDir)
+	if err != nil {
+		return nil, err
+	}
+	s.static = st
+	if st == nil {
+		s.log.Info("static files off: no public directory", zap.String("dir", cfg.PublicDir))
+	}
+
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = false
+	r.HandleOPTIONS = false
+	r.GET("/healthz", s.healthz)
+	r.HEAD("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+	r.HEAD("/readyz", s.readyz)
+	r.NotFound = s.notFound
+	routes := r.Handler
+	// /api and everything below it, in any method, is the proxy: matched
+	// before the router, on the hot path, by one prefix test.
+	s.handler = s.chain(func(ctx *fasthttp.RequestCtx) {
+		if isAPIPath(ctx.Path()) {
+			s.serveAPI(ctx)
+			return
+		}
+		routes(ctx)
+	})
+
+	s.srv = &fasthttp.Server{
+		Handler:                       s.handler,
+		ErrorHandler:                  s.serverError,
+		Name:                          "getaway",
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.WriteTimeout,
+		IdleTimeout:                   cfg.IdleTimeout,
+		ReadBufferSize:                cfg.MaxHeaderBytes,
+		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		StreamRequestBody:             true,
+		Concurrency:                   cfg.MaxConns,
+		DisablePreParseMultipartForm:  true,
+		CloseOnShutdown:               true,
+		TCPKeepalive:                  true,
+		SecureErrorLogMessage:         true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        zapPrintf{s.log.Named("fasthttp")},
+	}
+	return s, nil
+}
+
+// Handler returns the whole request handler: the middleware chain around the
+// router. Useful for in-memory tests and benchmarks.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
+
+// ListenAndServe listens on the configured address and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve serves connections from ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info("listening", zap.String("addr", ln.Addr().String()))
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits, up to ShutdownTimeout or
+// ctx's end, for requests in flight to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.srv.ShutdownWithContext(ctx)
+	s.proxy.Close()
+	return err
+}
+
+var apiPrefix = []byte("/api")
+
+// isAPIPath reports path == "/api" or a path under "/api/".
+func isAPIPath(path []byte) bool {
+	return bytes.HasPrefix(path, apiPrefix) && (len(path) == len(apiPrefix) || path[len(apiPrefix)] == '/')
+}
+
+// serveAPI authenticates and proxies an /api request.
+func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	id := s.auth.Authenticate(ctx)
+	if id == nil {
+		return
+	}
+	if err := s.proxy.Forward(ctx, id); err != nil {
+		s.failProxy(ctx, err)
+	}
+}
+
+var bodyOK = []byte(`{"ok":true}`)
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, fasthttp.StatusOK, bodyOK)
+}
+
+// readyz answers 200 when every dependency can serve, else 503 naming the
+// ones that cannot (never their error text, which may hold addresses).
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var failing []string
+	for _, rc := range s.ready {
+		if err := rc.Check(c); err != nil {
+			failing = append(failing, rc.Name)
+			s.log.Warn("readiness check failed", zap.String("dependency", rc.Name), zap.Error(err))
+		}
+	}
+	if len(failing) == 0 {
+		writeJSON(ctx, fasthttp.StatusOK, bodyOK)
+		return
+	}
+	body, _ := marshalJSON(map[string]any{"ok": false, "error": "not_ready", "failing": failing})
+	writeJSON(ctx, fasthttp.StatusServiceUnavailable, body)
+}
+
+// serverError answers requests fasthttp could not parse. Such a request
+// never reaches a handler, so it is never forwarded.
+func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
+	var tooLarge *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeJSON(ctx, fasthttp.StatusRequestEntityTooLarge, bodyTooLarge)
+	case errors.As(err, &tooLarge):
+		writeJSON(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, []byte(`{"error":"headers_too_large"}`))
+	default:
+		writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+	}
+	ctx.SetConnectionClose()
+}
+
+// zapPrintf adapts zap to fasthttp's Logger.
+type zapPrintf struct{ log *zap.Logger }
+
+func (z zapPrintf) Printf(format string, args ...any) {
+	z.log.Debug(fmt.Sprintf(format, args...))
+}

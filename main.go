@@ -1,0 +1,143 @@
+// Command getaway is the API Get Away edge gateway: it proxies /api/* to the
+// backends chosen by config.yml on behalf of signed-in users. This file only
+// wires the packages together; see README.md for configuration.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/apigetaway/getaway/edge"
+	"github.com/apigetaway/getaway/upstream"
+	"go.uber.org/zap"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("getaway", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	check := flags.Bool("check", false, "validate the environment and config file, then exit")
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	healthcheck := flags.Bool("healthcheck", false, "exit 0 when the gateway on PORT answers /healthz (for container health checks)")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "getaway", version)
+		return 0
+	}
+
+	settings, err := edge.LoadSettings(os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(stderr, "getaway: bad environment:\n%v\n", err)
+		return 2
+	}
+	if *healthcheck {
+		return probe(settings.Server.Addr, stderr)
+	}
+	file, err := upstream.LoadFile(settings.ConfigPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "getaway: %v\n", err)
+		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "getaway: environment and %s are valid\n", settings.ConfigPath)
+		return 0
+	}
+
+	log, err := edge.NewLogger(settings.LogLevel, settings.LogFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "getaway: logger: %v\n", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+
+	proxy, err := upstream.NewProxy(settings.Proxy, file, log.Named("upstream"))
+	if err != nil {
+		log.Error("cannot start proxy", zap.Error(err))
+		return 1
+	}
+	srv, err := edge.New(settings.Server, edge.Deps{
+		Proxy: proxy,
+		Auth:  edge.DenyAll, // sign-in is not configured: /api/* answers 401
+		Log:   log.Named("edge"),
+	})
+	if err != nil {
+		log.Error("cannot build server", zap.Error(err))
+		return 1
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe() }()
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(signals)
+	for {
+		select {
+		case err := <-served:
+			if err != nil {
+				log.Error("server stopped", zap.Error(err))
+				return 1
+			}
+			return 0
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				reload(proxy, settings.ConfigPath, log)
+				continue
+			}
+			log.Info("shutting down", zap.String("signal", sig.String()))
+			if err := srv.Shutdown(context.Background()); err != nil {
+				log.Warn("shutdown did not finish cleanly", zap.Error(err))
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+// reload re-reads the config file; a bad file is logged and the routing in
+// force stays.
+func reload(proxy *upstream.Proxy, path string, log *zap.Logger) {
+	r, err := proxy.ReloadFile(path)
+	if err != nil {
+		log.Error("config reload refused, previous config stays in force", zap.Error(err))
+		return
+	}
+	log.Info("config reloaded", zap.Uint64("version", r.Version))
+}
+
+// probe asks the local gateway's /healthz.
+func probe(addr string, stderr io.Writer) int {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "getaway: %v\n", err)
+		return 1
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz")
+	if err != nil {
+		fmt.Fprintf(stderr, "getaway: healthcheck: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "getaway: healthcheck: status %d\n", resp.StatusCode)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,230 @@
+package upstream
+
+import (
+	"bytes"
+	"net"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Identity is the verified user on whose behalf a request is proxied. The
+// proxy turns it into the trusted x-user-* headers; it never reads identity
+// from the client's headers.
+type Identity struct {
+	Sub   string
+	Email string
+	Name  string
+	// AccessToken is sent as "Authorization: Bearer ..." only to backends
+	// whose mapping sets forwardAccessToken.
+	AccessToken string
+}
+
+// Header names the proxy sets. Backends may trust them: every client header
+// starting with x-user- is removed before they are set.
+const (
+	HeaderUserEmail = "X-User-Email"
+	HeaderUserSub   = "X-User-Sub"
+	HeaderUserName  = "X-User-Name"
+)
+
+var userHeaderPrefix = []byte("x-user-")
+
+// hopByHop are the connection-scoped headers of RFC 9110 section 7.6.1
+// plus the legacy ones proxies remove (as net/http/httputil does), in the
+// canonical form fasthttp stores them in.
+var hopByHop = [...][]byte{
+	[]byte(fasthttp.HeaderConnection),
+	[]byte("Proxy-Connection"),
+	[]byte(fasthttp.HeaderKeepAlive),
+	[]byte(fasthttp.HeaderProxyAuthenticate),
+	[]byte(fasthttp.HeaderProxyAuthorization),
+	[]byte(fasthttp.HeaderTE),
+	[]byte(fasthttp.HeaderTrailer),
+	[]byte(fasthttp.HeaderTransferEncoding),
+	[]byte(fasthttp.HeaderUpgrade),
+}
+
+const connectionHeader = 0 // index of Connection in hopByHop
+
+// hopByHopIndex returns the index of name in hopByHop, any letter case, or
+// -1. It switches on the length first: most names are rejected at once.
+func hopByHopIndex(name []byte) int {
+	switch len(name) {
+	case 2, 7, 10, 16, 17, 18, 19:
+		for i, h := range hopByHop {
+			if len(h) == len(name) && bytes.EqualFold(h, name) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// headerSet is the part of fasthttp's request and response headers that the
+// hop-by-hop removal needs.
+type headerSet interface {
+	Peek(key string) []byte
+	DelBytes(key []byte)
+}
+
+var (
+	_ headerSet = (*fasthttp.RequestHeader)(nil)
+	_ headerSet = (*fasthttp.ResponseHeader)(nil)
+)
+
+// hopHeaders records which hop-by-hop headers a message carries.
+type hopHeaders [len(hopByHop)]bool
+
+func (f *hopHeaders) note(name []byte) {
+	if i := hopByHopIndex(name); i >= 0 {
+		f[i] = true
+	}
+}
+
+// removeRequestHopByHop deletes the request's hop-by-hop headers and every
+// header named in its Connection (RFC 9110 section 7.6.1).
+func removeRequestHopByHop(h *fasthttp.RequestHeader) {
+	var found hopHeaders
+	for k := range h.All() {
+		found.note(k)
+	}
+	removeFound(h, found)
+}
+
+// removeResponseHopByHop is removeRequestHopByHop for a response.
+func removeResponseHopByHop(h *fasthttp.ResponseHeader) {
+	var found hopHeaders
+	for k := range h.All() {
+		found.note(k)
+	}
+	removeFound(h, found)
+}
+
+// removeFound deletes the hop-by-hop headers found and the headers the
+// Connection header names. Only what is there is deleted: each deletion
+// costs a key normalisation.
+func removeFound(h headerSet, found hopHeaders) {
+	if found[connectionHeader] {
+		if v := h.Peek(fasthttp.HeaderConnection); namesOtherHeaders(v) {
+			// Deleting reorders the stored headers under Peek's result:
+			// walk a copy. Rare (custom hop-by-hop headers), so it may
+			// allocate.
+			list := append([]byte(nil), v...)
+			for len(list) > 0 {
+				var name []byte
+				name, list = nextToken(list)
+				if len(name) > 0 {
+					h.DelBytes(name)
+				}
+			}
+		}
+	}
+	for i, ok := range found {
+		if ok {
+			h.DelBytes(hopByHop[i])
+		}
+	}
+}
+
+// namesOtherHeaders reports whether a Connection value lists anything but
+// the options keep-alive and close (and the hop-by-hop names themselves).
+func namesOtherHeaders(v []byte) bool {
+	for len(v) > 0 {
+		var name []byte
+		name, v = nextToken(v)
+		if len(name) > 0 && hopByHopIndex(name) < 0 &&
+			!bytes.EqualFold(name, []byte("close")) && !bytes.EqualFold(name, []byte("keep-alive")) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextToken splits a comma-separated header list: it returns the first
+// element without surrounding spaces and the rest after the comma.
+func nextToken(list []byte) (token, rest []byte) {
+	token, rest, _ = bytes.Cut(list, []byte{','})
+	return bytes.TrimSpace(token), rest
+}
+
+// removeUserHeaders deletes every request header whose name starts with
+// x-user- in any letter case, in any number of copies.
+func removeUserHeaders(h *fasthttp.RequestHeader) {
+	// Most requests carry none: look before collecting, so they cost no
+	// allocation.
+	found := 0
+	for k := range h.All() {
+		if hasPrefixFold(k, userHeaderPrefix) {
+			found++
+		}
+	}
+	if found == 0 {
+		return
+	}
+	names := make([][]byte, 0, found)
+	for k := range h.All() {
+		if hasPrefixFold(k, userHeaderPrefix) {
+			names = append(names, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range names {
+		h.DelBytes(k)
+	}
+}
+
+func hasPrefixFold(s, prefix []byte) bool {
+	return len(s) >= len(prefix) && bytes.EqualFold(s[:len(prefix)], prefix)
+}
+
+// SanitizeHeaderValue returns v without the bytes a header value cannot
+// carry: CR, LF, NUL and every other control character. Other bytes,
+// non-ASCII UTF-8 included, pass as they are, so "José" and "李雷" arrive
+// intact. A clean value is returned without copying.
+func SanitizeHeaderValue(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if isControl(v[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if !isControl(v[i]) {
+			out = append(out, v[i])
+		}
+	}
+	return string(out)
+}
+
+func isControl(c byte) bool { return c < 0x20 || c == 0x7f }
+
+// setIdentity replaces the client's identity headers with the verified ones.
+func setIdentity(h *fasthttp.RequestHeader, id *Identity) {
+	removeUserHeaders(h)
+	if id == nil {
+		return
+	}
+	setIfNotEmpty(h, HeaderUserEmail, id.Email)
+	setIfNotEmpty(h, HeaderUserSub, id.Sub)
+	setIfNotEmpty(h, HeaderUserName, id.Name)
+}
+
+func setIfNotEmpty(h *fasthttp.RequestHeader, k, v string) {
+	if v = SanitizeHeaderValue(v); v != "" {
+		h.Set(k, v)
+	}
+}
+
+// appendClientIP appends the IP of the peer that sent ctx's request.
+func appendClientIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		if ap := a.AddrPort(); ap.IsValid() {
+			return ap.Addr().Unmap().AppendTo(dst)
+		}
+	}
+	return append(dst, ctx.RemoteIP().String()...)
+}

@@ -1,0 +1,279 @@
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// Errors Forward returns before any byte reaches a backend. Other errors
+// come from the backend exchange (fasthttp.ErrTimeout, dial errors, ...).
+var (
+	// ErrNoRoute means no mapping matched and there is no defaultBackend:
+	// answer 404.
+	ErrNoRoute = errors.New("upstream: no route for this host and path")
+	// ErrBadPath means the request target is not a plain /api path (dot
+	// segments, an encoded NUL, absolute form, ...): answer 400. Such a
+	// request is never forwarded, because the backend could resolve it to
+	// another path than the one it was routed by.
+	ErrBadPath = errors.New("upstream: request path is not canonical")
+)
+
+// ProxyConfig configures the HTTP proxy.
+type ProxyConfig struct {
+	// Pool holds the per-backend connection limits.
+	Pool PoolConfig
+	// SessionCookieName is the gateway's own cookie, removed from the Cookie
+	// header sent to backends. Default "sid".
+	SessionCookieName string
+}
+
+// Routing is one generation of the routing configuration: the File it was
+// built from, its compiled table and the backends it uses. A Routing is
+// immutable once published.
+type Routing struct {
+	// File is the configuration in force. Never modify it.
+	File *File
+	// Version increases by one with every applied configuration.
+	Version uint64
+
+	table    *Table
+	backends []*Backend // indexed by Route.BackendIndex
+	origins  map[string]struct{}
+}
+
+// AllowsOrigin reports whether origin (scheme://host[:port], as a browser
+// sends it) is in the file's allowedOrigins.
+func (r *Routing) AllowsOrigin(origin []byte) bool {
+	_, ok := r.origins[string(origin)]
+	return ok
+}
+
+// Proxy forwards /api requests to the backend chosen by the routing table.
+// It is safe for concurrent use; Apply swaps the table atomically, so
+// requests in flight finish on the table they started with.
+type Proxy struct {
+	pool       *Pool
+	cookieName string
+	log        *zap.Logger
+
+	applyMu sync.Mutex // serialises Apply so versions are handed out in order
+	routing atomic.Pointer[Routing]
+	scratch sync.Pool // *[]byte for building request URIs
+}
+
+// NewProxy returns a proxy routing by f.
+func NewProxy(cfg ProxyConfig, f *File, log *zap.Logger) (*Proxy, error) {
+	if err := cfg.Pool.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy pool: %w", err)
+	}
+	if cfg.SessionCookieName == "" {
+		cfg.SessionCookieName = "sid"
+	}
+	p := &Proxy{
+		pool:       NewPool(cfg.Pool),
+		cookieName: cfg.SessionCookieName,
+		log:        log,
+	}
+	p.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
+	if _, err := p.Apply(f); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Apply compiles f (which must come from ParseFile) and makes it the
+// routing in force. On error the previous routing stays in force.
+func (p *Proxy) Apply(f *File) (*Routing, error) {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	t := Compile(f)
+	urls := t.Backends()
+	backends := make([]*Backend, len(urls))
+	for i, u := range urls {
+		b, err := p.pool.Get(u)
+		if err != nil {
+			return nil, err
+		}
+		backends[i] = b
+	}
+	origins := make(map[string]struct{}, len(f.AllowedOrigins))
+	for _, o := range f.AllowedOrigins {
+		origins[o] = struct{}{}
+	}
+	r := &Routing{File: f, table: t, backends: backends, origins: origins, Version: 1}
+	if old := p.routing.Load(); old != nil {
+		r.Version = old.Version + 1
+	}
+	p.routing.Store(r)
+	p.pool.Retain(urls)
+	return r, nil
+}
+
+// ReloadFile loads and applies the config file at path. On any error the
+// routing in force stays, and the error names the file, field and reason.
+func (p *Proxy) ReloadFile(path string) (*Routing, error) {
+	f, err := LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return p.Apply(f)
+}
+
+// Routing returns the routing in force.
+func (p *Proxy) Routing() *Routing { return p.routing.Load() }
+
+// Close closes idle backend connections.
+func (p *Proxy) Close() { p.pool.Close() }
+
+// Forward proxies ctx's /api request on behalf of id and leaves the
+// backend's response in ctx.Response, its body streaming from the backend.
+// On error nothing useful is in ctx.Response: the caller writes the error
+// status (see ErrNoRoute, ErrBadPath).
+func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
+	req := &ctx.Request
+	rest, ok := stripAPI(req.Header.RequestURI())
+	if !ok {
+		return ErrBadPath
+	}
+	path := rest
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	r := p.routing.Load()
+	defaultPort := 80
+	if ctx.IsTLS() {
+		defaultPort = 443
+	}
+	route := r.table.Lookup(req.Header.Host(), defaultPort, path)
+	if route == nil {
+		return ErrNoRoute
+	}
+	b := r.backends[route.BackendIndex]
+
+	clientClose := req.Header.ConnectionClose()
+	p.rewriteRequest(ctx, route, b, id, rest)
+	err := b.client.Do(req, &ctx.Response)
+	if err != nil {
+		return err
+	}
+	removeResponseHopByHop(&ctx.Response.Header)
+	// The backend's Connection: close ends its own connection only; the
+	// client's connection closes if the client asked for it.
+	if clientClose {
+		ctx.Response.SetConnectionClose()
+	}
+	return nil
+}
+
+// rewriteRequest turns the client's request into the backend's, in place.
+func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backend, id *Identity, rest []byte) {
+	h := &ctx.Request.Header
+
+	// Forwarding headers are computed before the client's Host is replaced.
+	bufp := p.scratch.Get().(*[]byte)
+	buf := appendClientIP((*bufp)[:0], ctx)
+	h.SetBytesV(fasthttp.HeaderXForwardedFor, buf)
+	if ctx.IsTLS() {
+		h.Set(fasthttp.HeaderXForwardedProto, "https")
+	} else {
+		h.Set(fasthttp.HeaderXForwardedProto, "http")
+	}
+	h.SetBytesV(fasthttp.HeaderXForwardedHost, h.Host())
+	h.Del(fasthttp.HeaderForwarded)
+
+	removeRequestHopByHop(h)
+	setIdentity(h, id)
+	h.DelCookie(p.cookieName)
+	if route.ForwardAccessToken && id != nil && id.AccessToken != "" {
+		buf = append(append(buf[:0], "Bearer "...), id.AccessToken...)
+		h.SetBytesV(fasthttp.HeaderAuthorization, buf)
+	}
+
+	if len(b.basePath) > 0 {
+		buf = append(append(buf[:0], b.basePath...), rest...)
+		ctx.Request.SetRequestURIBytes(buf)
+	} else {
+		ctx.Request.SetRequestURIBytes(rest)
+	}
+	*bufp = buf
+	p.scratch.Put(bufp)
+
+	uri := ctx.Request.URI()
+	if b.https {
+		uri.SetScheme("https")
+	} else {
+		uri.SetScheme("http")
+	}
+	ctx.Request.UseHostHeader = route.PreserveHost
+	if !route.PreserveHost {
+		uri.SetHost(b.host)
+	}
+}
+
+var apiPrefix = []byte("/api")
+
+// stripAPI returns the request target without its leading /api ("/api" and
+// "/api/" both become "/"), the query string kept byte for byte. ok is
+// false for a target that is not origin-form under /api, or whose path
+// has a dot segment or an encoded NUL, literal or percent-encoded.
+func stripAPI(target []byte) (rest []byte, ok bool) {
+	if !bytes.HasPrefix(target, apiPrefix) {
+		return nil, false
+	}
+	rest = target[len(apiPrefix):]
+	switch {
+	case len(rest) == 0:
+		return []byte("/"), true
+	case rest[0] == '?':
+		// "/api?x" forwards as "/?x"; the caller sees a fresh slice.
+		return append([]byte("/"), rest...), true
+	case rest[0] != '/':
+		return nil, false // "/apix" is not under /api
+	}
+	path := rest
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if hasDotSegmentOrNUL(path) {
+		return nil, false
+	}
+	return rest, true
+}
+
+// hasDotSegmentOrNUL reports a "." or ".." path segment, written plainly or
+// with %2e, or a %00 anywhere in path.
+func hasDotSegmentOrNUL(path []byte) bool {
+	for seg := range bytes.SplitSeq(path, []byte{'/'}) {
+		if isDotSegment(seg) {
+			return true
+		}
+	}
+	for i := 0; i+2 < len(path); i++ {
+		if path[i] == '%' && path[i+1] == '0' && path[i+2] == '0' {
+			return true
+		}
+	}
+	return bytes.IndexByte(path, 0) >= 0
+}
+
+func isDotSegment(seg []byte) bool {
+	dots := 0
+	for i := 0; i < len(seg); {
+		switch {
+		case seg[i] == '.':
+			i++
+		case i+2 < len(seg) && seg[i] == '%' && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			i += 3
+		default:
+			return false
+		}
+		dots++
+	}
+	return dots == 1 || dots == 2
+}
