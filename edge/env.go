@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -127,7 +126,7 @@ func (e *envReader) seconds(key string, def time.Duration) time.Duration {
 		return def
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	if err != nil || f <= 0 || f > 24*3600 {
+	if err != nil || !(f > 0 && f <= 24*3600) { // written so that NaN fails too
 		e.fail(key, "must be a number of seconds above 0 and at most 86400", v)
 		return def
 	}
@@ -143,7 +142,7 @@ func (e *envReader) origins(key string) []string {
 		if raw == "" {
 			continue
 		}
-		o, err := NormalizeOrigin(raw)
+		o, err := upstream.NormalizeOrigin(raw)
 		if err != nil {
 			e.fail(key, err.Error(), raw)
 			continue
@@ -151,28 +150,4 @@ func (e *envReader) origins(key string) []string {
 		out = append(out, o)
 	}
 	return out
-}
-
-// NormalizeOrigin returns raw as a browser would send it in Origin:
-// lower-case scheme and host, no default port, no path.
-func NormalizeOrigin(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", errors.New("must be an origin such as https://app.example.com")
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", errors.New("an origin has no path, query, fragment or user info")
-	}
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return strings.ToLower(u.Scheme) + "://" + host, nil
 }

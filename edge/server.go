@@ -22,7 +22,7 @@ type Config struct {
 	Addr string
 	// AllowedOrigins (env ALLOWED_ORIGINS) are browser origins allowed to
 	// call the gateway with credentials, merged with config.yml's
-	// allowedOrigins. Normalised as NormalizeOrigin returns them.
+	// allowedOrigins. Normalised as upstream.NormalizeOrigin returns them.
 	AllowedOrigins []string
 	// PublicDir holds static files served with the SPA fallback. A missing
 	// directory turns static serving off. Default "public".

@@ -1,0 +1,74 @@
+package upstream
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+func TestStripAPI(t *testing.T) {
+	tests := []struct {
+		target, want string
+		ok           bool
+	}{
+		{"/api", "/", true},
+		{"/api/", "/", true},
+		{"/api?x=1", "/?x=1", true},
+		{"/api/a%2Fb?x=1&x=2", "/a%2Fb?x=1&x=2", true},
+		{"/api/v2/x", "/v2/x", true},
+		{"/api/x?next=/../admin", "/x?next=/../admin", true}, // dots in the query are data
+		{"/api/..x/y", "/..x/y", true},
+		{"/api/x.../y", "/x.../y", true},
+		{"/apix", "", false},
+		{"/ap", "", false},
+		{"//api/x", "", false},
+		{"/%61pi/x", "", false},
+		{"http://evil/api/x", "", false},
+		{"/api/../admin", "", false},
+		{"/api/x/..", "", false},
+		{"/api/./x", "", false},
+		{"/api/%2e%2e/admin", "", false},
+		{"/api/%2E./admin", "", false},
+		{"/api/.%2e", "", false},
+		{"/api/%2e/x", "", false},
+		{"/api/x%00y", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			got, ok := stripAPI([]byte(tc.target))
+			assert.Equal(t, tc.ok, ok)
+			if tc.ok {
+				assert.Equal(t, tc.want, string(got))
+			}
+		})
+	}
+}
+
+func FuzzStripAPI(f *testing.F) {
+	for _, s := range []string{"/api", "/api/", "/api/a%2Fb?x=1", "/api/../x", "/api/%2e%2E/x", "/api?q", "/apix", "/api/x%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		rest, ok := stripAPI([]byte(target))
+		if !ok {
+			return
+		}
+		if len(rest) == 0 || rest[0] != '/' {
+			t.Fatalf("%q: result %q does not start with /", target, rest)
+		}
+		path, _, _ := strings.Cut(string(rest), "?")
+		for _, seg := range strings.Split(path, "/") {
+			decoded := strings.NewReplacer("%2e", ".", "%2E", ".").Replace(seg)
+			if decoded == "." || decoded == ".." {
+				t.Fatalf("%q: dot segment %q passed", target, seg)
+			}
+		}
+		if strings.Contains(path, "%00") || strings.Contains(path, "\x00") {
+			t.Fatalf("%q: NUL passed", target)
+		}
+	})
+}
