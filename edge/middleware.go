@@ -197,6 +197,9 @@ func (s *Server) cors(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin)
 		if len(origin) == 0 {
 			next(ctx)
+			// The answer depends on Origin even when there is none: a
+			// shared cache must not serve it to an allowed origin.
+			ctx.Response.Header.Add(fasthttp.HeaderVary, fasthttp.HeaderOrigin)
 			return
 		}
 		allowed := s.allowsOrigin(origin)

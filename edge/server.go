@@ -24,8 +24,9 @@ type Config struct {
 	// call the gateway with credentials, merged with config.yml's
 	// allowedOrigins. Normalised as upstream.NormalizeOrigin returns them.
 	AllowedOrigins []string
-	// PublicDir holds static files served with the SPA fallback. A missing
-	// directory turns static serving off. Default "public".
+	// PublicDir holds static files served with the SPA fallback. Empty or
+	// a missing directory turns static serving off. LoadSettings sets
+	// "public" (env PUBLIC_DIR).
 	PublicDir string
 	// ReadTimeout bounds reading one request, head and body. Default 60s.
 	ReadTimeout time.Duration
@@ -288,6 +289,8 @@ func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 	}
+	// Such answers bypass the middleware chain: give them its headers.
+	setSecurityHeaders(&ctx.Response.Header)
 	ctx.SetConnectionClose()
 }
 

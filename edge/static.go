@@ -86,6 +86,18 @@ func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.static.files(ctx)
+	switch ctx.Response.StatusCode() {
+	case fasthttp.StatusFound:
+		// A directory asked without its slash: fasthttp's Location is
+		// absolute, built from the client's Host and always http. Keep
+		// the redirect local.
+		ctx.Response.Header.Set(fasthttp.HeaderLocation, string(path)+"/")
+	case fasthttp.StatusForbidden:
+		// A directory without index.html: a navigation gets the SPA,
+		// anything else the JSON 404.
+		ctx.Response.Reset()
+		s.static.fallback(ctx)
+	}
 }
 
 var textHTML = []byte("text/html")
