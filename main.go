@@ -15,7 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apigetaway/getaway/authflow"
 	"github.com/apigetaway/getaway/edge"
+	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
 	"go.uber.org/zap"
 )
@@ -71,11 +73,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start proxy", zap.Error(err))
 		return 1
 	}
-	srv, err := edge.New(settings.Server, edge.Deps{
+	store, err := openStore(settings, log.Named("sessioncache"))
+	if err != nil {
+		log.Error("cannot open session store", zap.Error(err))
+		return 1
+	}
+	defer store.Close()
+	deps := edge.Deps{
 		Proxy: proxy,
-		Auth:  edge.DenyAll, // sign-in is not configured: /api/* answers 401
+		Auth:  edge.DenyAll,
+		Ready: []edge.ReadinessCheck{{Name: "sessions", Check: store.Ping}},
 		Log:   log.Named("edge"),
-	})
+	}
+	if settings.AuthEnabled {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		auth, err := authflow.New(ctx, settings.Auth, store,
+			edge.OriginPolicy(settings.Server.AllowedOrigins, proxy), log.Named("authflow"))
+		cancel()
+		if err != nil {
+			log.Error("cannot set up sign-in", zap.Error(err))
+			return 1
+		}
+		deps.Auth, deps.Routes = auth, auth.Register
+	} else {
+		log.Warn("sign-in is not configured (no OIDC_* variables): every /api request is refused with 401")
+	}
+	srv, err := edge.New(settings.Server, deps)
 	if err != nil {
 		log.Error("cannot build server", zap.Error(err))
 		return 1
@@ -108,6 +131,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
+}
+
+// openStore opens Redis when REDIS_URL is set, else the in-memory store.
+func openStore(settings *edge.Settings, log *zap.Logger) (sessioncache.Store, error) {
+	if settings.RedisURL == "" {
+		log.Warn("REDIS_URL is empty: sessions are kept in this process only (one instance, lost on restart)")
+		return sessioncache.NewMemory(settings.Sessions)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return sessioncache.NewRedis(ctx, settings.RedisURL, settings.Sessions, log)
 }
 
 // reload re-reads the config file; a bad file is logged and the routing in

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apigetaway/getaway/authflow"
+	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
 	"go.uber.org/zap/zapcore"
 )
@@ -26,6 +28,16 @@ type Settings struct {
 	Server Config
 	// Proxy configures the /api proxy and its backend pools.
 	Proxy upstream.ProxyConfig
+	// Auth configures sign-in; see AuthEnabled.
+	Auth authflow.Config
+	// AuthEnabled is true when any OIDC_* variable is set: sign-in is then
+	// required to be completely and validly configured.
+	AuthEnabled bool
+	// RedisURL (REDIS_URL): redis://, rediss://, or several host:port for a
+	// Redis Cluster. Empty keeps sessions in process memory (one instance).
+	RedisURL string
+	// Sessions configures session storage.
+	Sessions sessioncache.Config
 }
 
 // LookupEnv is the signature of os.LookupEnv, injected for tests.
@@ -72,6 +84,47 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 			WriteTimeout:       e.seconds("PROXY_WRITE_TIMEOUT_SECONDS", 30*time.Second),
 			MaxConnsPerBackend: e.integer("PROXY_MAX_CONNS_PER_BACKEND", 1024, 1, 1_000_000),
 		},
+	}
+	s.RedisURL = e.str("REDIS_URL", "")
+	s.Sessions = sessioncache.Config{
+		IdleTimeout:      e.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 8*time.Hour),
+		AbsoluteLifetime: e.seconds("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 7*24*time.Hour),
+	}
+	if err := s.Sessions.Validate(); err != nil {
+		e.errs = append(e.errs, fmt.Errorf("SESSION_IDLE_TIMEOUT_SECONDS / SESSION_ABSOLUTE_TIMEOUT_SECONDS: %w", err))
+	}
+	s.Auth = authflow.Config{
+		AppBaseURL:            strings.TrimSuffix(e.str("APP_BASE_URL", ""), "/"),
+		Issuer:                strings.TrimSuffix(e.str("OIDC_ISSUER", ""), "/"),
+		AuthorizationEndpoint: e.str("OIDC_AUTHORIZATION_ENDPOINT", ""),
+		TokenEndpoint:         e.str("OIDC_TOKEN_ENDPOINT", ""),
+		UserinfoEndpoint:      e.str("OIDC_USERINFO_ENDPOINT", ""),
+		JWKSURI:               e.str("OIDC_JWKS_URI", ""),
+		RevocationEndpoint:    e.str("OIDC_REVOCATION_ENDPOINT", ""),
+		EndSessionEndpoint:    e.str("OIDC_END_SESSION_ENDPOINT", ""),
+		ClientID:              e.str("OIDC_CLIENT_ID", ""),
+		ClientSecret:          e.str("OIDC_CLIENT_SECRET", ""),
+		RedirectPath:          e.str("OIDC_REDIRECT_PATH", "/auth/callback"),
+		Scopes:                strings.Fields(e.str("OIDC_SCOPES", "openid profile email offline_access")),
+		IDTokenMaxAge:         e.secondsOrZero("ID_TOKEN_MAX_AGE_SECONDS"),
+		RefreshSkew:           e.seconds("TOKEN_REFRESH_SKEW_SECONDS", 60*time.Second),
+		Cookie: authflow.CookieConfig{
+			Name:     s.Proxy.SessionCookieName,
+			Domain:   e.str("SESSION_COOKIE_DOMAIN", ""),
+			Insecure: !e.boolean("SESSION_COOKIE_SECURE", true),
+			SameSite: e.str("SESSION_COOKIE_SAMESITE", "Lax"),
+			MaxAge:   s.Sessions.AbsoluteLifetime,
+		},
+	}
+	for _, k := range []string{"OIDC_ISSUER", "OIDC_AUTHORIZATION_ENDPOINT", "OIDC_TOKEN_ENDPOINT", "OIDC_CLIENT_ID"} {
+		if v, _ := lookup(k); v != "" {
+			s.AuthEnabled = true
+		}
+	}
+	if s.AuthEnabled {
+		if err := s.Auth.Validate(); err != nil {
+			e.errs = append(e.errs, err)
+		}
 	}
 	if err := errors.Join(e.errs...); err != nil {
 		return nil, err
@@ -131,6 +184,26 @@ func (e *envReader) seconds(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return time.Duration(f * float64(time.Second))
+}
+
+func (e *envReader) secondsOrZero(key string) time.Duration {
+	if v, _ := e.lookup(key); strings.TrimSpace(v) == "0" {
+		return 0
+	}
+	return e.seconds(key, 0)
+}
+
+func (e *envReader) boolean(key string, def bool) bool {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		e.fail(key, "must be true or false", v)
+		return def
+	}
+	return b
 }
 
 // origins parses a comma list of browser origins (scheme://host[:port]).

@@ -101,10 +101,10 @@ func withReady(rc ...ReadinessCheck) gatewayOption {
 }
 
 // testUser is the identity the test authenticator vouches for.
-var testUser = &upstream.Identity{Sub: "user-1", Email: "alice@example.com", Name: "Alice", AccessToken: "access-token-1"}
+var testUser = upstream.Identity{Sub: "user-1", Email: "alice@example.com", Name: "Alice", AccessToken: "access-token-1"}
 
 // allowAll authenticates every request as testUser.
-var allowAll = AuthenticatorFunc(func(*fasthttp.RequestCtx) *upstream.Identity { return testUser })
+var allowAll = AuthenticatorFunc(func(*fasthttp.RequestCtx) (upstream.Identity, bool) { return testUser, true })
 
 // startGateway runs the whole server with configYAML as config.yml.
 func startGateway(t testing.TB, configYAML string, opts ...gatewayOption) *gateway {

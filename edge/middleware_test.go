@@ -47,12 +47,12 @@ func defaultBackendYAML(url string) string { return fmt.Sprintf("defaultBackend:
 func TestRecoverPanicAnswers500AndKeepsServing(t *testing.T) {
 	be := startBackend(t, nil)
 	var calls atomic.Int64
-	auth := AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) *upstream.Identity {
+	auth := AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) (upstream.Identity, bool) {
 		if strings.HasPrefix(string(ctx.Path()), "/api/panic") {
 			calls.Add(1)
 			panic("authenticator exploded")
 		}
-		return testUser
+		return testUser, true
 	})
 	gw := startGateway(t, defaultBackendYAML(be.URL), withAuth(auth))
 
@@ -166,11 +166,11 @@ func TestSecurityHeaders(t *testing.T) {
 		ctx.Response.Header.Set("X-Frame-Options", "DENY")
 		ctx.SetBodyString("own")
 	})
-	deny := AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) *upstream.Identity {
+	deny := AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) (upstream.Identity, bool) {
 		if string(ctx.Path()) == "/api/deny" {
 			return DenyAll.Authenticate(ctx)
 		}
-		return testUser
+		return testUser, true
 	})
 	gw := startGateway(t, fmt.Sprintf(`
 defaultBackend: %q

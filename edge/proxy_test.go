@@ -168,8 +168,8 @@ func TestProxyIdentityHeadersCarryAnyName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			auth := AuthenticatorFunc(func(*fasthttp.RequestCtx) *upstream.Identity {
-				return &upstream.Identity{Sub: "s", Email: "e@example.com", Name: tc.in}
+			auth := AuthenticatorFunc(func(*fasthttp.RequestCtx) (upstream.Identity, bool) {
+				return upstream.Identity{Sub: "s", Email: "e@example.com", Name: tc.in}, true
 			})
 			gw := startGateway(t, fmt.Sprintf("defaultBackend: %q\n", be.URL), withAuth(auth))
 			resp, body := do(t, http.MethodGet, gw.URL+"/api/x", nil, nil)

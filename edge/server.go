@@ -77,22 +77,26 @@ func (c Config) withDefaults() Config {
 
 // Authenticator decides on whose behalf an /api request is proxied.
 type Authenticator interface {
-	// Authenticate returns the verified identity of ctx's client, or nil
-	// after writing the refusal (401, 403, 503, ...) into ctx.Response.
-	Authenticate(ctx *fasthttp.RequestCtx) *upstream.Identity
+	// Authenticate returns the verified identity of ctx's client and true,
+	// or false after writing the refusal (401, 403, 503, ...) into
+	// ctx.Response. The identity is returned by value so that the hot path
+	// does not allocate it.
+	Authenticate(ctx *fasthttp.RequestCtx) (upstream.Identity, bool)
 }
 
 // AuthenticatorFunc adapts a function to Authenticator.
-type AuthenticatorFunc func(ctx *fasthttp.RequestCtx) *upstream.Identity
+type AuthenticatorFunc func(ctx *fasthttp.RequestCtx) (upstream.Identity, bool)
 
 // Authenticate calls f(ctx).
-func (f AuthenticatorFunc) Authenticate(ctx *fasthttp.RequestCtx) *upstream.Identity { return f(ctx) }
+func (f AuthenticatorFunc) Authenticate(ctx *fasthttp.RequestCtx) (upstream.Identity, bool) {
+	return f(ctx)
+}
 
 // DenyAll refuses every request with 401. It is the Authenticator in force
 // until sign-in is configured, so the gateway is never an open proxy.
-var DenyAll Authenticator = AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) *upstream.Identity {
+var DenyAll Authenticator = AuthenticatorFunc(func(ctx *fasthttp.RequestCtx) (upstream.Identity, bool) {
 	writeJSON(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
-	return nil
+	return upstream.Identity{}, false
 })
 
 // ReadinessCheck is one dependency /readyz asks about.
@@ -109,6 +113,8 @@ type Deps struct {
 	Proxy *upstream.Proxy
 	// Auth guards /api/*. Nil means DenyAll.
 	Auth Authenticator
+	// Routes, when set, registers more routes (sign-in) on the router.
+	Routes func(r *router.Router)
 	// Ready lists what /readyz checks.
 	Ready []ReadinessCheck
 	// Log receives the server's logs. Nil means no logs.
@@ -117,15 +123,15 @@ type Deps struct {
 
 // Server is the gateway's HTTP server.
 type Server struct {
-	cfg     Config
-	proxy   *upstream.Proxy
-	auth    Authenticator
-	ready   []ReadinessCheck
-	log     *zap.Logger
-	origins map[string]struct{}
-	static  *static
-	handler fasthttp.RequestHandler
-	srv     *fasthttp.Server
+	cfg          Config
+	proxy        *upstream.Proxy
+	auth         Authenticator
+	ready        []ReadinessCheck
+	log          *zap.Logger
+	allowsOrigin func(origin []byte) bool
+	static       *static
+	handler      fasthttp.RequestHandler
+	srv          *fasthttp.Server
 }
 
 // New builds the server, its routes and its middleware chain.
@@ -135,21 +141,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:     cfg,
-		proxy:   deps.Proxy,
-		auth:    deps.Auth,
-		ready:   deps.Ready,
-		log:     deps.Log,
-		origins: make(map[string]struct{}, len(cfg.AllowedOrigins)),
+		cfg:          cfg,
+		proxy:        deps.Proxy,
+		auth:         deps.Auth,
+		ready:        deps.Ready,
+		log:          deps.Log,
+		allowsOrigin: OriginPolicy(cfg.AllowedOrigins, deps.Proxy),
 	}
 	if s.auth == nil {
 		s.auth = DenyAll
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
-	}
-	for _, o := range cfg.AllowedOrigins {
-		s.origins[o] = struct{}{}
 	}
 	st, err := newStatic(cfg.PublicDir)
 	if err != nil {
@@ -169,6 +172,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	r.HEAD("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
 	r.HEAD("/readyz", s.readyz)
+	if deps.Routes != nil {
+		deps.Routes(r)
+	}
 	r.NotFound = s.notFound
 	routes := r.Handler
 	// /api and everything below it, in any method, is the proxy: matched
@@ -242,11 +248,11 @@ func isAPIPath(path []byte) bool {
 
 // serveAPI authenticates and proxies an /api request.
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
-	id := s.auth.Authenticate(ctx)
-	if id == nil {
+	id, ok := s.auth.Authenticate(ctx)
+	if !ok {
 		return
 	}
-	if err := s.proxy.Forward(ctx, id); err != nil {
+	if err := s.proxy.Forward(ctx, &id); err != nil {
 		s.failProxy(ctx, err)
 	}
 }

@@ -21,7 +21,7 @@ import (
 var echoBody = []byte(`{"ok":true,"service":"proxyload-echo","message":"the same small body on every path","n":42}`)
 
 // benchIdentity is the signed-in user every bench request is proxied for.
-var benchIdentity = &upstream.Identity{
+var benchIdentity = upstream.Identity{
 	Sub:   "bench-user-0001",
 	Email: "bench@example.invalid",
 	Name:  "Bench User",
@@ -99,7 +99,7 @@ func runGateway(backendURL string) error {
 		ShutdownTimeout: shutdownGrace,
 	}, edge.Deps{
 		Proxy: proxy,
-		Auth:  edge.AuthenticatorFunc(func(*fasthttp.RequestCtx) *upstream.Identity { return benchIdentity }),
+		Auth:  edge.AuthenticatorFunc(func(*fasthttp.RequestCtx) (upstream.Identity, bool) { return benchIdentity, true }),
 		Log:   zap.NewNop(),
 	})
 	if err != nil {
