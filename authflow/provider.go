@@ -77,9 +77,11 @@ func newProvider(ctx context.Context, cfg Config) (*provider, error) {
 	p.oauth = oauth2.Config{
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
-		Endpoint:     oauth2.Endpoint{AuthURL: pc.AuthURL, TokenURL: pc.TokenURL},
-		RedirectURL:  cfg.AppBaseURL + cfg.RedirectPath,
-		Scopes:       cfg.Scopes,
+		// client_secret_basic, fixed: auto-detection would retry a failed
+		// call with the other style and so spend a refresh token twice.
+		Endpoint:    oauth2.Endpoint{AuthURL: pc.AuthURL, TokenURL: pc.TokenURL, AuthStyle: oauth2.AuthStyleInHeader},
+		RedirectURL: cfg.AppBaseURL + cfg.RedirectPath,
+		Scopes:      cfg.Scopes,
 	}
 	return p, nil
 }
