@@ -85,9 +85,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Ready: []edge.ReadinessCheck{{Name: "sessions", Check: store.Ping}},
 		Log:   log.Named("edge"),
 	}
+	var auth *authflow.Auth
 	if settings.AuthEnabled {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		auth, err := authflow.New(ctx, settings.Auth, store,
+		auth, err = authflow.New(ctx, settings.Auth, store,
 			edge.OriginPolicy(settings.Server.AllowedOrigins, proxy), log.Named("authflow"))
 		cancel()
 		if err != nil {
@@ -97,6 +98,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		deps.Auth, deps.Routes = auth, auth.Register
 	} else {
 		log.Warn("sign-in is not configured (no OIDC_* variables): every /api request is refused with 401")
+	}
+	deps.Admin = edge.AdminDeps{ConfigPath: settings.ConfigPath}
+	if settings.Admin.Enabled() {
+		deps.Admin.Authorizer = authflow.NewAdmin(settings.Admin, auth)
+	} else {
+		log.Warn("no admin configured (ADMIN_TOKENS, ADMIN_EMAILS, ADMIN_GROUPS): the admin API answers 404")
 	}
 	srv, err := edge.New(settings.Server, deps)
 	if err != nil {

@@ -38,6 +38,9 @@ type Settings struct {
 	RedisURL string
 	// Sessions configures session storage.
 	Sessions sessioncache.Config
+	// Admin says who may use the admin API (ADMIN_TOKENS, ADMIN_EMAILS,
+	// ADMIN_GROUPS).
+	Admin authflow.AdminConfig
 }
 
 // LookupEnv is the signature of os.LookupEnv, injected for tests.
@@ -126,10 +129,55 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 			e.errs = append(e.errs, err)
 		}
 	}
+	s.Admin = authflow.AdminConfig{
+		Tokens: e.namedTokens("ADMIN_TOKENS"),
+		Emails: e.list("ADMIN_EMAILS"),
+		Groups: e.list("ADMIN_GROUPS"),
+	}
+	if err := s.Admin.Validate(); err != nil {
+		e.errs = append(e.errs, err)
+	}
+	if (len(s.Admin.Emails) > 0 || len(s.Admin.Groups) > 0) && !s.AuthEnabled {
+		e.errs = append(e.errs, errors.New("ADMIN_EMAILS / ADMIN_GROUPS: need sign-in (OIDC_*) to be configured"))
+	}
 	if err := errors.Join(e.errs...); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// list parses a comma list, dropping empty items.
+func (e *envReader) list(key string) []string {
+	v, _ := e.lookup(key)
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// namedTokens parses "name=token" items (a bare token is named by its
+// position, "token-1", ...). Names go into the change log; tokens never do.
+func (e *envReader) namedTokens(key string) map[string]string {
+	items := e.list(key)
+	if len(items) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(items))
+	for i, item := range items {
+		name, tok, ok := strings.Cut(item, "=")
+		if !ok {
+			name, tok = fmt.Sprintf("token-%d", i+1), item
+		}
+		if _, dup := out[name]; dup || name == "" {
+			e.fail(key, "each token needs a distinct name (name=token)", name)
+			continue
+		}
+		out[name] = tok
+	}
+	return out
 }
 
 // envReader collects one error per bad variable while reading them all.

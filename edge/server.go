@@ -115,6 +115,8 @@ type Deps struct {
 	Auth Authenticator
 	// Routes, when set, registers more routes (sign-in) on the router.
 	Routes func(r *router.Router)
+	// Admin wires the admin API; without an Authorizer it is off (404).
+	Admin AdminDeps
 	// Ready lists what /readyz checks.
 	Ready []ReadinessCheck
 	// Log receives the server's logs. Nil means no logs.
@@ -175,6 +177,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Routes != nil {
 		deps.Routes(r)
 	}
+	s.registerAdmin(r, deps.Admin)
 	r.NotFound = s.notFound
 	routes := r.Handler
 	// /api and everything below it, in any method, is the proxy: matched
