@@ -19,6 +19,7 @@ import (
 	"github.com/apigetaway/getaway/edge"
 	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
+	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
 
@@ -105,6 +106,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		log.Warn("no admin configured (ADMIN_TOKENS, ADMIN_EMAILS, ADMIN_GROUPS): the admin API answers 404")
 	}
+	// Several instances on one Redis share their config.
+	var shared *upstream.Shared
+	if settings.RedisURL != "" {
+		client, err := coordinationClient(settings.RedisURL)
+		if err != nil {
+			log.Error("cannot connect to Redis for config sharing", zap.Error(err))
+			return 1
+		}
+		defer client.Close()
+		shared = upstream.NewShared(client, proxy, upstream.SharedOptions{}, log.Named("configsync"))
+		deps.Admin.Publisher = shared
+		runCtx, stopSync := context.WithCancel(context.Background())
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); shared.Run(runCtx) }()
+		defer func() { stopSync(); <-syncDone }()
+	}
 	srv, err := edge.New(settings.Server, deps)
 	if err != nil {
 		log.Error("cannot build server", zap.Error(err))
@@ -127,7 +144,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				reload(proxy, settings.ConfigPath, log)
+				reload(proxy, shared, settings.ConfigPath, log)
 				continue
 			}
 			log.Info("shutting down", zap.String("signal", sig.String()))
@@ -151,15 +168,35 @@ func openStore(settings *edge.Settings, log *zap.Logger) (sessioncache.Store, er
 	return sessioncache.NewRedis(ctx, settings.RedisURL, settings.Sessions, log)
 }
 
-// reload re-reads the config file; a bad file is logged and the routing in
+// reload re-reads the config file (SIGHUP) and puts it in force, on every
+// instance when they share Redis; a bad file is logged and the config in
 // force stays.
-func reload(proxy *upstream.Proxy, path string, log *zap.Logger) {
-	r, err := proxy.ReloadFile(path)
+func reload(proxy *upstream.Proxy, shared *upstream.Shared, path string, log *zap.Logger) {
+	f, err := upstream.LoadFile(path)
+	if err == nil {
+		if shared != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err = shared.Publish(ctx, f)
+			cancel()
+		} else {
+			_, err = proxy.Apply(f)
+		}
+	}
 	if err != nil {
 		log.Error("config reload refused, previous config stays in force", zap.Error(err))
 		return
 	}
-	log.Info("config reloaded", zap.Uint64("version", r.Version))
+	log.Info("config reloaded", zap.String("path", path))
+}
+
+// coordinationClient is the Redis client for what instances coordinate
+// besides sessions: the shared config.
+func coordinationClient(redisURL string) (rueidis.Client, error) {
+	opt, err := sessioncache.ParseRedisURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return rueidis.NewClient(opt)
 }
 
 // probe asks the local gateway's /healthz.

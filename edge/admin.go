@@ -2,11 +2,13 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/apigetaway/getaway/authflow"
 	"github.com/apigetaway/getaway/upstream"
@@ -26,9 +28,18 @@ type AdminDeps struct {
 	// Health returns the backend health snapshot for GET /admin/health
 	// (JSON-encodable, keyed by backend URL). Nil answers {}.
 	Health func() any
-	// Applied, when set, is called after a new config is in force (health
-	// check resync, other instances).
+	// Applied, when set, is called after a new config is in force here
+	// (health check resync).
 	Applied func(f *upstream.File)
+	// Publisher, when set, makes a change the config of every instance
+	// sharing one Redis (upstream.Shared) instead of this one only.
+	Publisher ConfigPublisher
+}
+
+// ConfigPublisher applies a config on every gateway instance, or refuses
+// with upstream.ErrConflict when another instance published first.
+type ConfigPublisher interface {
+	Publish(ctx context.Context, f *upstream.File) (int64, error)
 }
 
 // admin serves /admin/*. Changes are serialised so that If-Match and the
@@ -111,17 +122,7 @@ func (a *admin) putConfig(ctx *fasthttp.RequestCtx, who string) {
 		writeJSON(ctx, fasthttp.StatusPreconditionFailed, []byte(`{"error":"precondition_failed","message":"the config changed since it was read: GET it again"}`))
 		return
 	}
-	persisted := true
-	if err := upstream.WriteFile(a.deps.ConfigPath, f); err != nil {
-		if !errors.Is(err, upstream.ErrReadOnly) {
-			a.log.Error("config not written, nothing changed", zap.Error(err))
-			writeJSON(ctx, fasthttp.StatusInternalServerError, bodyInternal)
-			return
-		}
-		persisted = false
-		a.log.Warn("config file is read-only: the new config is in force until restart", zap.String("path", a.deps.ConfigPath))
-	}
-	a.apply(ctx, who, old, f, &persisted)
+	a.apply(ctx, who, old, f, true)
 }
 
 func (a *admin) reload(ctx *fasthttp.RequestCtx, who string) {
@@ -133,18 +134,53 @@ func (a *admin) reload(ctx *fasthttp.RequestCtx, who string) {
 		a.invalid(ctx, err)
 		return
 	}
-	a.apply(ctx, who, old, f, nil)
+	a.apply(ctx, who, old, f, false)
 }
 
-// apply swaps f in, logs the change once with who made it, and answers.
-func (a *admin) apply(ctx *fasthttp.RequestCtx, who string, old, f *upstream.File, persisted *bool) {
-	r, err := a.proxy.Apply(f)
-	if err != nil {
-		a.log.Error("config not applied", zap.Error(err))
-		writeJSON(ctx, fasthttp.StatusInternalServerError, bodyInternal)
-		return
+// apply puts f in force (here, or on every instance through the
+// publisher), writes it to the config file when persist is set, logs the
+// change once with who made it, and answers. The file is written only once
+// the change is in force, so a refused change leaves it alone; a read-only
+// file is reported as "persisted": false.
+func (a *admin) apply(ctx *fasthttp.RequestCtx, who string, old, f *upstream.File, persist bool) {
+	var version uint64
+	if a.deps.Publisher != nil {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		v, err := a.deps.Publisher.Publish(c, f)
+		cancel()
+		switch {
+		case errors.Is(err, upstream.ErrConflict):
+			writeJSON(ctx, fasthttp.StatusConflict, []byte(`{"error":"conflict","message":"another instance changed the config meanwhile: GET it again"}`))
+			return
+		case err != nil:
+			a.log.Error("config not published", zap.Error(err))
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, []byte(`{"error":"unavailable"}`))
+			return
+		}
+		version = uint64(v)
+	} else {
+		r, err := a.proxy.Apply(f)
+		if err != nil {
+			a.log.Error("config not applied", zap.Error(err))
+			writeJSON(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+			return
+		}
+		version = r.Version
 	}
-	a.log.Info("config changed", zap.String("by", who), zap.Uint64("version", r.Version), zap.String("diff", upstream.Diff(old, f)))
+	var persisted *bool
+	if persist {
+		ok := true
+		if err := upstream.WriteFile(a.deps.ConfigPath, f); err != nil {
+			ok = false
+			if errors.Is(err, upstream.ErrReadOnly) {
+				a.log.Warn("config file is read-only: the new config is in force until restart", zap.String("path", a.deps.ConfigPath))
+			} else {
+				a.log.Error("config in force but not written", zap.Error(err))
+			}
+		}
+		persisted = &ok
+	}
+	a.log.Info("config changed", zap.String("by", who), zap.Uint64("version", version), zap.String("diff", upstream.Diff(old, f)))
 	if a.deps.Applied != nil {
 		a.deps.Applied(f)
 	}

@@ -801,3 +801,11 @@ func (r *Redis) checkWatched() bool {
 	}
 	return ok
 }
+
+// ParseRedisURL turns REDIS_URL (redis://, rediss://, or a cluster's
+// comma-separated host list) into rueidis options, for the gateway's other
+// Redis clients (config sync, notification leases). Errors never repeat
+// the URL, which may hold a password.
+func ParseRedisURL(raw string) (rueidis.ClientOption, error) {
+	return parseRedisURL(raw)
+}

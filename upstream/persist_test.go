@@ -47,13 +47,8 @@ func TestWriteFileReadOnly(t *testing.T) {
 }
 
 func TestDiff(t *testing.T) {
-	parse := func(s string) *File {
-		f, err := ParseFile("config.yml", []byte(s))
-		require.NoError(t, err)
-		return f
-	}
-	a := parse("defaultBackend: http://a\nallowedOrigins: [https://x.test]\nmappings:\n  - frontendHost: app.test\n    backend: http://m\n")
-	b := parse("defaultBackend: http://b\nallowedOrigins: [https://y.test]\nmappings:\n  - frontendHost: app.test\n    pathPrefix: /v2\n    backend: http://m\n")
+	a := mustParse(t, "defaultBackend: http://a\nallowedOrigins: [https://x.test]\nmappings:\n  - frontendHost: app.test\n    backend: http://m\n")
+	b := mustParse(t, "defaultBackend: http://b\nallowedOrigins: [https://y.test]\nmappings:\n  - frontendHost: app.test\n    pathPrefix: /v2\n    backend: http://m\n")
 	assert.Equal(t, "defaultBackend http://a -> http://b; +allowedOrigin https://y.test; -allowedOrigin https://x.test; +mapping app.test/v2 -> http://m; -mapping app.test -> http://m", Diff(a, b))
 	assert.Equal(t, "no change", Diff(a, a.Clone()))
 }

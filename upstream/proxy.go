@@ -115,16 +115,6 @@ func (p *Proxy) Apply(f *File) (*Routing, error) {
 	return r, nil
 }
 
-// ReloadFile loads and applies the config file at path. On any error the
-// routing in force stays, and the error names the file, field and reason.
-func (p *Proxy) ReloadFile(path string) (*Routing, error) {
-	f, err := LoadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(f)
-}
-
 // Routing returns the routing in force.
 func (p *Proxy) Routing() *Routing { return p.routing.Load() }
 
