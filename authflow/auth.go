@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -50,6 +51,8 @@ type Auth struct {
 
 	refreshes singleflight.Group // one refresh per session per instance
 	userinfo  userinfoCache
+
+	lastUnavailableLog atomic.Int64 // unix second of the last "session unavailable" log
 }
 
 // New discovers the provider and returns a ready Auth. It fails, naming the

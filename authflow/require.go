@@ -78,8 +78,9 @@ func (a *Auth) refuse(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, errSessionExpired):
 		writeBody(ctx, fasthttp.StatusUnauthorized, bodySessionExpired)
 	default:
-		if ce := a.log.Check(zap.WarnLevel, "session unavailable"); ce != nil {
-			ce.Write(zap.Error(err))
+		// During an outage every request lands here: log once a second.
+		if now := a.now().Unix(); a.lastUnavailableLog.Swap(now) != now {
+			a.log.Warn("session unavailable", zap.Error(err))
 		}
 		writeBody(ctx, fasthttp.StatusServiceUnavailable, bodyUnavailable)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/apigetaway/getaway/sessioncache/redistest"
 )
 
 // The conformance suite: every Store implementation must pass it. It is
@@ -19,12 +21,12 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func TestRedisConformance(t *testing.T) {
-	nodes := []*redisServer{sharedRedis(t)}
+	nodes := []*redistest.Server{shared.Server(t)}
 	runStoreConformance(t, redisHarness(nodes))
 }
 
 func TestRedisClusterConformance(t *testing.T) {
-	nodes := sharedRedisCluster(t)
+	nodes := shared.Cluster(t)
 	runStoreConformance(t, redisHarness(nodes))
 }
 
@@ -88,19 +90,11 @@ var prefixSeq atomic.Int64
 // uniquePrefix gives each store under test its own keys on the shared servers.
 func uniquePrefix() string { return fmt.Sprintf("t%d:", prefixSeq.Add(1)) }
 
-func redisURL(nodes []*redisServer) string {
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.addr()
-	}
-	return "redis://" + strings.Join(addrs, ",")
-}
-
 // newTestRedis returns a Redis store on nodes, closed at the end of the
 // test. A zero cfg.KeyPrefix becomes a prefix unique to this store, and a
 // zero cfg.CommandTimeout 5s: test machines can be loaded enough for the
 // 2s default to flake (tests of timeouts set it explicitly).
-func newTestRedis(t testing.TB, nodes []*redisServer, cfg Config, clock *testClock) *Redis {
+func newTestRedis(t testing.TB, nodes []*redistest.Server, cfg Config, clock *testClock) *Redis {
 	t.Helper()
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = uniquePrefix()
@@ -113,7 +107,7 @@ func newTestRedis(t testing.TB, nodes []*redisServer, cfg Config, clock *testClo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := newRedis(ctx, redisURL(nodes), cfg, nil, clock.now)
+	r, err := newRedis(ctx, redistest.ClusterURL(nodes), cfg, nil, clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,23 +133,23 @@ func (r *Redis) drainJobs(t testing.TB) {
 
 // redisHarness returns a factory of Redis stores on nodes. Their elapse
 // rewrites the TTL of every key of the store.
-func redisHarness(nodes []*redisServer) harnessFactory {
+func redisHarness(nodes []*redistest.Server) harnessFactory {
 	return func(t *testing.T, cfg Config) *harness {
 		t.Helper()
 		return newRedisHarness(t, nodes, cfg)
 	}
 }
 
-func newRedisHarness(t *testing.T, nodes []*redisServer, cfg Config) *harness {
+func newRedisHarness(t *testing.T, nodes []*redistest.Server, cfg Config) *harness {
 	t.Helper()
 	clock := &testClock{}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = uniquePrefix()
 	}
 	r := newTestRedis(t, nodes, cfg, clock)
-	keysOf := func(t *testing.T, n *redisServer) []string {
+	keysOf := func(t *testing.T, n *redistest.Server) []string {
 		t.Helper()
-		reply, err := respDo(n.addr(), "KEYS", cfg.KeyPrefix+"*")
+		reply, err := n.Do("KEYS", cfg.KeyPrefix+"*")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +167,7 @@ func newRedisHarness(t *testing.T, nodes []*redisServer, cfg Config) *harness {
 			clock.advance(d)
 			for _, n := range nodes {
 				for _, k := range keysOf(t, n) {
-					reply, err := respDo(n.addr(), "PTTL", k)
+					reply, err := n.Do("PTTL", k)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -182,9 +176,9 @@ func newRedisHarness(t *testing.T, nodes []*redisServer, cfg Config) *harness {
 						continue
 					}
 					if left := pttl - d.Milliseconds(); left > 0 {
-						_, err = respDo(n.addr(), "PEXPIRE", k, fmt.Sprint(left))
+						_, err = n.Do("PEXPIRE", k, fmt.Sprint(left))
 					} else {
-						_, err = respDo(n.addr(), "DEL", k)
+						_, err = n.Do("DEL", k)
 					}
 					if err != nil {
 						t.Fatal(err)
@@ -194,7 +188,7 @@ func newRedisHarness(t *testing.T, nodes []*redisServer, cfg Config) *harness {
 		},
 		sessionTTL: func(t *testing.T, id string) time.Duration {
 			t.Helper()
-			reply, err := respNodeDo(nodes, "PTTL", r.keys.sessionKey(digestOf(id)))
+			reply, err := redistest.DoKeyed(nodes, "PTTL", r.keys.sessionKey(digestOf(id)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,11 +3,13 @@ package sessioncache
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apigetaway/getaway/sessioncache/redistest"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -18,7 +20,7 @@ import (
 // steady-state command count, outages, the no-tracking fallback, cluster
 // detection.
 
-func single(t testing.TB) []*redisServer { return []*redisServer{sharedRedis(t)} }
+func single(t testing.TB) []*redistest.Server { return []*redistest.Server{shared.Server(t)} }
 
 // Two stores on one server are two gateway instances: a delete on one must
 // stop the other from serving the session from its memory, within the
@@ -71,35 +73,16 @@ func TestRedisInvalidationAcrossInstances(t *testing.T) {
 	t.Logf("deleted on A: refused on B after %v, B's watch closed after %v", refused, time.Since(start))
 }
 
-// commandCalls reads INFO commandstats: calls per command.
-func commandCalls(t testing.TB, srv *redisServer) map[string]int64 {
-	t.Helper()
-	reply, err := respDo(srv.addr(), "INFO", "commandstats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls := make(map[string]int64)
-	for _, line := range strings.Split(reply.(string), "\r\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
-		if !ok || len(name) == len(line) {
-			continue
-		}
-		n, _, _ := strings.Cut(rest, ",")
-		calls[name], _ = strconv.ParseInt(n, 10, 64)
-	}
-	return calls
-}
-
 // DESIGN.md section 4: < 1 Redis command per 1,000 authenticated requests
 // in steady state. Here: 10,000 lookups of a cached session.
 func TestRedisSteadyStateCommands(t *testing.T) {
-	srv := startRedis(t) // its own server: nothing else may count
-	r := newTestRedis(t, []*redisServer{srv}, Config{}, nil)
+	srv := redistest.Start(t) // its own server: nothing else may count
+	r := newTestRedis(t, []*redistest.Server{srv}, Config{}, nil)
 	mustPut(t, r, "sid", testSession("alice"))
 	want := mustGet(t, r, "sid") // warm-up: the one fetch
 	r.drainJobs(t)
 
-	before := commandCalls(t, srv)
+	before := srv.CommandStats(t)
 	const lookups = 10_000
 	for range lookups {
 		if got := mustGet(t, r, "sid"); got != want {
@@ -107,7 +90,7 @@ func TestRedisSteadyStateCommands(t *testing.T) {
 		}
 	}
 	r.drainJobs(t)
-	after := commandCalls(t, srv)
+	after := srv.CommandStats(t)
 
 	total := int64(0)
 	var detail []string
@@ -133,15 +116,15 @@ func TestRedisSteadyStateCommands(t *testing.T) {
 // works again without being recreated.
 func TestRedisUnavailableWhileDown(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedis(t)
-	r := newTestRedis(t, []*redisServer{srv}, Config{CommandTimeout: defaultCommandTimeout}, nil)
+	srv := redistest.Start(t)
+	r := newTestRedis(t, []*redistest.Server{srv}, Config{CommandTimeout: defaultCommandTimeout}, nil)
 	mustPut(t, r, "sid", testSession("alice"))
 	mustGet(t, r, "sid")
 	gone, cancel := r.Watch("sid")
 	defer cancel()
 	waitFor(t, time.Second, "first check of the watched session", func() bool { return r.watchChecks.Load() >= 1 })
 
-	srv.kill()
+	srv.Kill()
 	waitFor(t, 2*time.Second, "GetSession fails with ErrUnavailable after Redis died", func() bool {
 		_, err := r.GetSession(ctx, "sid")
 		if errors.Is(err, ErrNotFound) {
@@ -168,7 +151,7 @@ func TestRedisUnavailableWhileDown(t *testing.T) {
 		t.Fatal("watch closed while Redis is down: the session may still exist")
 	}
 
-	srv.restart(t)
+	srv.Restart(t)
 	waitFor(t, 5*time.Second, "the store works again after Redis restarted", func() bool {
 		return r.PutSession(ctx, "sid-new", testSession("bob")) == nil
 	})
@@ -207,11 +190,11 @@ func TestRedisWithoutClientCache(t *testing.T) {
 // and managed offerings do) makes NewRedis fall back to uncached reads and
 // warn once.
 func TestRedisFallsBackWithoutTracking(t *testing.T) {
-	srv := startRedis(t, "--rename-command", "CLIENT", "")
+	srv := redistest.Start(t, "--rename-command", "CLIENT", "")
 	core, logs := observer.New(zap.WarnLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := newRedis(ctx, "redis://"+srv.addr(), Config{KeyPrefix: uniquePrefix()}, zap.New(core), time.Now)
+	r, err := newRedis(ctx, srv.URL(), Config{KeyPrefix: uniquePrefix()}, zap.New(core), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,11 +228,11 @@ func TestRedisPastAbsoluteExpiryIsDeleted(t *testing.T) {
 	mustNotFound(t, r, "sid")
 	r.drainJobs(t)
 	key := r.keys.sessionKey(digestOf("sid"))
-	if n, err := respDo(nodes[0].addr(), "EXISTS", key); err != nil || n.(int64) != 0 {
+	if n, err := nodes[0].Do("EXISTS", key); err != nil || n.(int64) != 0 {
 		t.Fatalf("EXISTS session = %v, %v; want it deleted", n, err)
 	}
 	userKey := r.keys.userKey(digestOf("alice"))
-	if n, err := respDo(nodes[0].addr(), "SISMEMBER", userKey, digestOf("sid").String()); err != nil || n.(int64) != 0 {
+	if n, err := nodes[0].Do("SISMEMBER", userKey, digestOf("sid").String()); err != nil || n.(int64) != 0 {
 		t.Fatalf("SISMEMBER = %v, %v; want the session removed from its user's index", n, err)
 	}
 }
@@ -274,7 +257,7 @@ func TestRedisTouchScript(t *testing.T) {
 	if n := touch(); n != 0 {
 		t.Fatal("touch of a fresh session extended it")
 	}
-	if _, err := respDo(nodes[0].addr(), "PEXPIRE", key, strconv.FormatInt((7*time.Hour).Milliseconds(), 10)); err != nil {
+	if _, err := nodes[0].Do("PEXPIRE", key, strconv.FormatInt((7*time.Hour).Milliseconds(), 10)); err != nil {
 		t.Fatal(err)
 	}
 	if n := touch(); n != 1 {
@@ -289,16 +272,16 @@ func TestRedisTouchScript(t *testing.T) {
 	if n := touch(); n != 0 {
 		t.Fatal("touch of a deleted session")
 	}
-	if n, _ := respDo(nodes[0].addr(), "EXISTS", key); n.(int64) != 0 {
+	if n, _ := nodes[0].Do("EXISTS", key); n.(int64) != 0 {
 		t.Fatal("touch revived a deleted session")
 	}
 }
 
 func TestRedisClusterDetection(t *testing.T) {
-	nodes := sharedRedisCluster(t)
+	nodes := shared.Cluster(t)
 	for _, tc := range []struct {
 		name  string
-		nodes []*redisServer
+		nodes []*redistest.Server
 	}{
 		{"all nodes", nodes},
 		{"one node", nodes[1:2]},
@@ -380,10 +363,13 @@ func TestNewRedisErrors(t *testing.T) {
 		!strings.Contains(err.Error(), "idleTimeout") {
 		t.Errorf("invalid config: %v", err)
 	}
-	port, err := freePort()
+	// A loopback port that was free a moment ago: nothing listens there.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
 	start := time.Now()
 	_, err = NewRedis(ctx, "redis://app:hunter2@127.0.0.1:"+strconv.Itoa(port), Config{}, nil)
 	if !errors.Is(err, ErrUnavailable) {
