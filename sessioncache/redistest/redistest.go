@@ -378,6 +378,7 @@ func (s *Server) startLocked() error {
 	}
 	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(s.bin, args...)
+	cmd.SysProcAttr = dieWithParent()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err

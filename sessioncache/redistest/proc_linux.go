@@ -1,0 +1,9 @@
+package redistest
+
+import "syscall"
+
+// dieWithParent makes the kernel kill redis-server when the test binary
+// dies without running its cleanups (a -timeout panic, a kill -9).
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
