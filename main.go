@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/apigetaway/getaway/authflow"
 	"github.com/apigetaway/getaway/edge"
+	"github.com/apigetaway/getaway/healthd"
 	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
 	"github.com/redis/rueidis"
@@ -69,12 +71,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = log.Sync() }()
 
+	var coord rueidis.Client // Redis for what instances coordinate besides sessions
+	if settings.RedisURL != "" {
+		if coord, err = coordinationClient(settings.RedisURL); err != nil {
+			log.Error("cannot connect to Redis", zap.Error(err))
+			return 1
+		}
+		defer coord.Close()
+	}
+	healthOpts := []healthd.Option{healthd.WithLogger(log.Named("healthd"))}
+	if coord != nil {
+		healthOpts = append(healthOpts, healthd.WithLease(healthd.NewRedisLease(coord)))
+	}
+	checker, err := healthd.New(settings.Health, healthOpts...)
+	if err != nil {
+		log.Error("cannot set up health checks", zap.Error(err))
+		return 1
+	}
+	checker.SetTargets(healthd.TargetsFrom(file))
+	settings.Proxy.Observer = checker
 	proxy, err := upstream.NewProxy(settings.Proxy, file, log.Named("upstream"))
 	if err != nil {
 		log.Error("cannot start proxy", zap.Error(err))
 		return 1
 	}
-	store, err := openStore(settings, log.Named("sessioncache"))
+	store, err := openStore(settings, log)
 	if err != nil {
 		log.Error("cannot open session store", zap.Error(err))
 		return 1
@@ -100,27 +121,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		log.Warn("sign-in is not configured (no OIDC_* variables): every /api request is refused with 401")
 	}
-	deps.Admin = edge.AdminDeps{ConfigPath: settings.ConfigPath}
+	resync := func(f *upstream.File) { checker.SetTargets(healthd.TargetsFrom(f)) }
+	deps.Admin = edge.AdminDeps{
+		ConfigPath: settings.ConfigPath,
+		Health:     func() any { return checker.Snapshot() },
+		Applied:    resync,
+	}
 	if settings.Admin.Enabled() {
 		deps.Admin.Authorizer = authflow.NewAdmin(settings.Admin, auth)
 	} else {
 		log.Warn("no admin configured (ADMIN_TOKENS, ADMIN_EMAILS, ADMIN_GROUPS): the admin API answers 404")
 	}
-	// Several instances on one Redis share their config.
+	// Background work: health checks, and the config shared by instances
+	// on one Redis. Both stop before the process exits.
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); checker.Run(bg) }()
 	var shared *upstream.Shared
-	if settings.RedisURL != "" {
-		client, err := coordinationClient(settings.RedisURL)
-		if err != nil {
-			log.Error("cannot connect to Redis for config sharing", zap.Error(err))
-			return 1
-		}
-		defer client.Close()
-		shared = upstream.NewShared(client, proxy, upstream.SharedOptions{}, log.Named("configsync"))
+	if coord != nil {
+		shared = upstream.NewShared(coord, proxy, upstream.SharedOptions{Applied: resync}, log.Named("configsync"))
 		deps.Admin.Publisher = shared
-		runCtx, stopSync := context.WithCancel(context.Background())
-		syncDone := make(chan struct{})
-		go func() { defer close(syncDone); shared.Run(runCtx) }()
-		defer func() { stopSync(); <-syncDone }()
+		wg.Add(1)
+		go func() { defer wg.Done(); shared.Run(bg) }()
 	}
 	srv, err := edge.New(settings.Server, deps)
 	if err != nil {
@@ -144,7 +168,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				reload(proxy, shared, settings.ConfigPath, log)
+				if f := reload(proxy, shared, settings.ConfigPath, log); f != nil {
+					resync(f)
+				}
 				continue
 			}
 			log.Info("shutting down", zap.String("signal", sig.String()))
@@ -171,7 +197,7 @@ func openStore(settings *edge.Settings, log *zap.Logger) (sessioncache.Store, er
 // reload re-reads the config file (SIGHUP) and puts it in force, on every
 // instance when they share Redis; a bad file is logged and the config in
 // force stays.
-func reload(proxy *upstream.Proxy, shared *upstream.Shared, path string, log *zap.Logger) {
+func reload(proxy *upstream.Proxy, shared *upstream.Shared, path string, log *zap.Logger) *upstream.File {
 	f, err := upstream.LoadFile(path)
 	if err == nil {
 		if shared != nil {
@@ -184,13 +210,14 @@ func reload(proxy *upstream.Proxy, shared *upstream.Shared, path string, log *za
 	}
 	if err != nil {
 		log.Error("config reload refused, previous config stays in force", zap.Error(err))
-		return
+		return nil
 	}
 	log.Info("config reloaded", zap.String("path", path))
+	return f
 }
 
 // coordinationClient is the Redis client for what instances coordinate
-// besides sessions: the shared config.
+// besides sessions: the shared config and notification leases.
 func coordinationClient(redisURL string) (rueidis.Client, error) {
 	opt, err := sessioncache.ParseRedisURL(redisURL)
 	if err != nil {

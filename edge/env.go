@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apigetaway/getaway/authflow"
+	"github.com/apigetaway/getaway/healthd"
 	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
 	"go.uber.org/zap/zapcore"
@@ -41,6 +42,8 @@ type Settings struct {
 	// Admin says who may use the admin API (ADMIN_TOKENS, ADMIN_EMAILS,
 	// ADMIN_GROUPS).
 	Admin authflow.AdminConfig
+	// Health configures backend health checks and notifications.
+	Health healthd.Config
 }
 
 // LookupEnv is the signature of os.LookupEnv, injected for tests.
@@ -128,6 +131,16 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 		if err := s.Auth.Validate(); err != nil {
 			e.errs = append(e.errs, err)
 		}
+	}
+	s.Health = healthd.Config{
+		Interval:        e.duration("HEALTH_INTERVAL", 60*time.Second),
+		Timeout:         e.duration("HEALTH_TIMEOUT", 10*time.Second),
+		NotifyDownAfter: e.duration("NOTIFY_DOWN_AFTER", 6*time.Hour),
+		AppriseURL:      e.str("APPRISE_URL", ""),
+		AppriseTags:     e.str("APPRISE_TAGS", ""),
+	}
+	if err := s.Health.Validate(); err != nil {
+		e.errs = append(e.errs, err)
 	}
 	s.Admin = authflow.AdminConfig{
 		Tokens: e.namedTokens("ADMIN_TOKENS"),
@@ -232,6 +245,18 @@ func (e *envReader) seconds(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return time.Duration(f * float64(time.Second))
+}
+
+// duration reads a Go duration ("90s", "6h") or a number of seconds.
+func (e *envReader) duration(key string, def time.Duration) time.Duration {
+	v, ok := e.lookup(key)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(v)); err == nil && d > 0 {
+		return d
+	}
+	return e.seconds(key, def)
 }
 
 func (e *envReader) secondsOrZero(key string) time.Duration {

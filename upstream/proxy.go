@@ -31,6 +31,19 @@ type ProxyConfig struct {
 	// SessionCookieName is the gateway's own cookie, removed from the Cookie
 	// header sent to backends. Default "sid".
 	SessionCookieName string
+	// Observer, when set, hears of every exchange's outcome per backend:
+	// the passive health signal. Its methods run on the hot path.
+	Observer BackendObserver `yaml:"-"`
+}
+
+// BackendObserver learns from the proxy whether a backend could be
+// reached (healthd.Checker implements it). Both methods must be cheap.
+type BackendObserver interface {
+	// ReportFailure: the proxy could not connect to the backend (refused,
+	// reset, dial timeout).
+	ReportFailure(backendURL string)
+	// ReportSuccess: the backend answered.
+	ReportSuccess(backendURL string)
 }
 
 // Routing is one generation of the routing configuration: the File it was
@@ -60,6 +73,7 @@ func (r *Routing) AllowsOrigin(origin []byte) bool {
 type Proxy struct {
 	pool       *Pool
 	cookieName string
+	observer   BackendObserver
 	log        *zap.Logger
 
 	applyMu sync.Mutex // serialises Apply so versions are handed out in order
@@ -78,6 +92,7 @@ func NewProxy(cfg ProxyConfig, f *File, log *zap.Logger) (*Proxy, error) {
 	p := &Proxy{
 		pool:       NewPool(cfg.Pool),
 		cookieName: cfg.SessionCookieName,
+		observer:   cfg.Observer,
 		log:        log,
 	}
 	p.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
@@ -149,6 +164,16 @@ func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
 	clientClose := req.Header.ConnectionClose()
 	p.rewriteRequest(ctx, route, b, id, rest)
 	err := b.client.Do(req, &ctx.Response)
+	if p.observer != nil {
+		switch {
+		case err == nil:
+			p.observer.ReportSuccess(b.URL)
+		case !errors.Is(err, fasthttp.ErrTimeout):
+			// Anything but a slow answer means the backend cannot be
+			// reached; a slow one is the health checks' to judge.
+			p.observer.ReportFailure(b.URL)
+		}
+	}
 	if err != nil {
 		return err
 	}
