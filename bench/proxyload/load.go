@@ -43,11 +43,11 @@ func (r result) String() string {
 	return s
 }
 
-// generator runs one closed-loop measurement of url with conns keep-alive
-// connections for d.
+// generator runs one closed-loop measurement of t (its URL, with its
+// session cookie if it has one) with conns keep-alive connections for d.
 type generator interface {
 	describe() string
-	run(ctx context.Context, url string, conns int, d time.Duration) (result, error)
+	run(ctx context.Context, t target, conns int, d time.Duration) (result, error)
 }
 
 // chooseGenerator returns wrk when asked for and installed, else the Go
@@ -73,10 +73,14 @@ func (w wrkGen) describe() string {
 	return fmt.Sprintf("%s (%s), 1 thread", w.version, w.path)
 }
 
-func (w wrkGen) run(ctx context.Context, url string, conns int, d time.Duration) (result, error) {
+func (w wrkGen) run(ctx context.Context, t target, conns int, d time.Duration) (result, error) {
 	// wrk takes whole seconds.
 	secs := max(1, int(math.Ceil(d.Seconds())))
-	cmd := exec.CommandContext(ctx, w.path, "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url)
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--latency"}
+	if t.sid != "" {
+		args = append(args, "-H", "Cookie: "+cookieName+"="+t.sid)
+	}
+	cmd := exec.CommandContext(ctx, w.path, append(args, t.url)...)
 	cmd.SysProcAttr = childAttrs()
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
@@ -170,8 +174,8 @@ func (g goGen) describe() string {
 	return "Go closed loop (fasthttp.HostClient, in the harness process; " + g.note + ")"
 }
 
-func (goGen) run(ctx context.Context, target string, conns int, d time.Duration) (result, error) {
-	u, err := url.Parse(target)
+func (goGen) run(ctx context.Context, t target, conns int, d time.Duration) (result, error) {
+	u, err := url.Parse(t.url)
 	if err != nil {
 		return result{}, err
 	}
@@ -190,7 +194,7 @@ func (goGen) run(ctx context.Context, target string, conns int, d time.Duration)
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Go(func() {
-			perConn[i] = loop(ctx, hc, target, stop, &badStatus, &socketErrors)
+			perConn[i] = loop(ctx, hc, t, stop, &badStatus, &socketErrors)
 		})
 	}
 	wg.Wait()
@@ -214,12 +218,15 @@ func (goGen) run(ctx context.Context, target string, conns int, d time.Duration)
 
 // loop sends requests one after the other until stop or ctx's end and
 // returns the latency of every response.
-func loop(ctx context.Context, hc *fasthttp.HostClient, target string, stop time.Time, badStatus, socketErrors *atomic.Int64) []time.Duration {
+func loop(ctx context.Context, hc *fasthttp.HostClient, t target, stop time.Time, badStatus, socketErrors *atomic.Int64) []time.Duration {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(target)
+	req.SetRequestURI(t.url)
+	if t.sid != "" {
+		req.Header.SetCookie(cookieName, t.sid)
+	}
 
 	lat := make([]time.Duration, 0, 1<<14)
 	done := ctx.Done()

@@ -1,17 +1,24 @@
-// Command proxyload measures what getaway's proxy path costs: it loads the
-// same echo backend directly, through getaway (an authenticated request with
-// a fixed bench identity) and through nginx as a plain reverse proxy, all on
-// loopback, with the same load generator, in several interleaved rounds, and
-// reports the medians and the ratios (DESIGN.md section 4).
+// Command proxyload measures what getaway's authenticated proxy path costs:
+// it loads the same echo backend directly, through the real getaway binary
+// (signed in through a real OpenID provider, the session in Redis) and
+// through nginx as a plain reverse proxy without authentication, all on
+// loopback, with the same load generator, in several interleaved rounds,
+// and reports the medians and the ratios (DESIGN.md section 4). It also
+// times the first request of freshly signed-in sessions, counts the Redis
+// commands the gateway sends per 1,000 cached requests and reads the
+// gateway's resident memory.
 //
-// One binary plays every role, so every server runs in its own OS process:
+// Every server runs in its own OS process except the OpenID provider
+// (authflow/testidp), which runs in the harness:
 //
-//	go run ./bench/proxyload                  # harness (default role)
-//	proxyload -role=backend                   # started by the harness
-//	proxyload -role=gateway -backend=URL      # started by the harness
+//	go run ./bench/proxyload     # harness (default role)
+//	proxyload -role=backend      # the echo backend, started by the harness
+//	getaway                      # built from the module root with go build,
+//	                             # configured through its environment only
 //
-// The harness uses wrk and nginx when they are installed and falls back to a
-// Go load generator, and to no nginx row, when they are not.
+// The harness uses wrk, nginx and redis-server when they are installed and
+// falls back to a Go load generator, to no nginx row and to the gateway's
+// in-memory session store when they are not.
 package main
 
 import (
@@ -23,6 +30,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/apigetaway/getaway/authflow/testidp"
 )
 
 const (
@@ -30,24 +39,37 @@ const (
 	readyWithin = 10 * time.Second // how long a server may take to answer
 )
 
+// Target names.
+const (
+	direct        = "direct"
+	nginxName     = "nginx"
+	getawayCached = "getaway-cached"
+	getawayCold   = "getaway-cold"
+)
+
 type options struct {
 	duration time.Duration
 	conns    int
 	rounds   int
+	cold     int
 	out      string
+	getaway  string
 	nginx    bool
+	redis    bool
 	wrk      bool
 }
 
 func main() {
-	role := flag.String("role", "harness", "harness, backend or gateway (the last two are started by the harness)")
-	backendURL := flag.String("backend", "", "gateway role: URL of the echo backend")
+	role := flag.String("role", "harness", "harness or backend (started by the harness)")
 	var o options
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measurement")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent keep-alive connections")
 	flag.IntVar(&o.rounds, "rounds", 5, "measurements per target, interleaved")
+	flag.IntVar(&o.cold, "cold", 200, "fresh sign-ins whose first /api request is timed (getaway-cold); 0 skips")
 	flag.StringVar(&o.out, "out", "bench/results/proxy.md", "Markdown report file")
+	flag.StringVar(&o.getaway, "getaway", "", "getaway binary to run (default: go build of the module root)")
 	flag.BoolVar(&o.nginx, "nginx", true, "also measure nginx when it is installed")
+	flag.BoolVar(&o.redis, "redis", true, "keep the gateway's sessions in a redis-server of their own when it is installed")
 	flag.BoolVar(&o.wrk, "wrk", true, "use wrk as the load generator when it is installed")
 	flag.Parse()
 
@@ -57,8 +79,6 @@ func main() {
 		err = runHarness(o)
 	case "backend":
 		err = runBackend()
-	case "gateway":
-		err = runGateway(*backendURL)
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -76,21 +96,60 @@ func main() {
 type target struct {
 	name string
 	url  string
+	sid  string // session cookie value to send, if any
+}
+
+// environment is what the run found and started, for the report.
+type environment struct {
+	generator string
+	nginx     string
+	redis     string
+	gateway   string
 }
 
 func runHarness(o options) error {
-	if o.duration <= 0 || o.conns <= 0 || o.rounds <= 0 {
-		return errors.New("-duration, -conns and -rounds must be positive")
+	if o.duration <= 0 || o.conns <= 0 || o.rounds <= 0 || o.cold < 0 {
+		return errors.New("-duration, -conns and -rounds must be positive, -cold not negative")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (terminal gone) and SIGPIPE (stdout piped into a reader that
+	// quit, such as head) end the run like Ctrl-C, with children stopped
+	// and temp dirs removed, instead of killing the harness outright.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
 
+	var env environment
 	gen := chooseGenerator(o.wrk)
-	fmt.Printf("load generator: %s\n", gen.describe())
+	env.generator = gen.describe()
+	fmt.Printf("load generator: %s\n", env.generator)
+
+	bin := o.getaway
+	env.gateway = "the getaway binary " + bin
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "proxyload-build-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		fmt.Println("getaway: go build ...")
+		var root string
+		if bin, root, err = buildGetaway(ctx, dir); err != nil {
+			return err
+		}
+		env.gateway = "the getaway binary, built from " + root + " with go build at the start of the run"
+	}
+
+	// The provider runs in this process. Deferred before the children's
+	// stop, it is closed after the gateway has stopped.
+	idp, err := testidp.Start(testidp.Options{})
+	if err != nil {
+		return err
+	}
+	defer idp.Close()
 
 	var children []*child
 	defer func() {
-		// Stop in reverse start order: the proxies before their backend.
+		// Stop in reverse start order: the proxies before the store and
+		// the backend.
 		for i := len(children) - 1; i >= 0; i-- {
 			children[i].stop()
 		}
@@ -101,42 +160,80 @@ func runHarness(o options) error {
 		return err
 	}
 	children = append(children, backend)
-	gateway, gatewayAddr, err := startRole(ctx, "gateway", "/api/bench", "-backend=http://"+backendAddr)
+
+	var redisAddr, redisURL string
+	env.redis = "skipped (-redis=false): sessions in the gateway's process memory"
+	if o.redis {
+		env.redis = "redis-server not found: sessions in the gateway's process memory"
+		if rbin := findRedis(); rbin != "" {
+			rc, addr, version, err := startRedis(ctx, rbin)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("redis-server (-redis=false runs without it): %w", err)
+			}
+			children = append(children, rc)
+			redisAddr, redisURL = addr, "redis://"+addr
+			env.redis = fmt.Sprintf("%s (%s) on a free loopback port, no persistence; REDIS_URL set", version, rbin)
+		}
+	}
+	if redisAddr != "" {
+		fmt.Printf("redis: %s, on %s\n", env.redis, redisAddr)
+	} else {
+		fmt.Printf("redis: %s\n", env.redis)
+	}
+
+	gw, err := startGateway(ctx, bin, idp, "http://"+backendAddr, redisURL)
 	if err != nil {
 		return err
 	}
-	children = append(children, gateway)
+	children = append(children, gw.child)
+	fmt.Printf("getaway: %s on %s, provider %s\n", bin, gw.addr, idp.Issuer())
 
-	targets := []target{
-		{"direct", "http://" + backendAddr + "/bench"},
-		{"getaway", "http://" + gatewayAddr + "/api/bench"},
-	}
-	nginxNote := "skipped (-nginx=false)"
+	targets := []target{{name: direct, url: "http://" + backendAddr + "/bench"}}
+	env.nginx = "skipped (-nginx=false)"
 	if o.nginx {
-		nginxNote = "not found, skipped"
-		if bin := findNginx(); bin != "" {
-			ng, addr, version, err := startNginx(ctx, bin, backendAddr)
+		env.nginx = "not found, skipped"
+		if nbin := findNginx(); nbin != "" {
+			ng, addr, version, err := startNginx(ctx, nbin, backendAddr)
 			switch {
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case err != nil:
 				// nginx is a comparison point, not the subject: go on without it.
 				fmt.Fprintf(os.Stderr, "nginx: %v\n", err)
-				nginxNote = "could not start, skipped"
+				env.nginx = "could not start, skipped"
 			default:
 				children = append(children, ng)
-				nginxNote = fmt.Sprintf("%s (%s), plain reverse proxy with upstream keep-alive", version, bin)
-				targets = append(targets, target{"nginx", "http://" + addr + "/api/bench"})
+				env.nginx = fmt.Sprintf("%s (%s), plain reverse proxy with upstream keep-alive, no authentication", version, nbin)
+				targets = append(targets, target{name: nginxName, url: "http://" + addr + "/api/bench"})
 			}
 		}
 	}
-	fmt.Printf("nginx: %s\n", nginxNote)
+	fmt.Printf("nginx: %s\n", env.nginx)
 
-	// Every path must return the backend's exact body; note the response
-	// sizes, since the proxies add headers of their own.
+	// Sign in once, as a browser would, for the loaded session.
+	apiURL := gw.base + "/api/bench"
+	br := newBrowser(gw, idp)
+	defer br.close()
+	sid, err := br.signIn(ctx)
+	if err != nil {
+		return fmt.Errorf("sign-in through the gateway: %w", err)
+	}
+	// Without the cookie the gateway must refuse: the row then measures
+	// authentication, not an open door.
+	if status, err := get(apiURL, "", nil); err != nil || status != 401 {
+		return fmt.Errorf("getaway answered %d (%v) to /api without a session, want 401", status, err)
+	}
+	targets = append(targets, target{name: getawayCached, url: apiURL, sid: sid})
+
+	// Every path must return the backend's exact body (the first request
+	// of the session also puts it in the gateway's process cache); note
+	// the response sizes, since the proxies add headers of their own.
 	sizes := make(map[string]int, len(targets))
 	for _, t := range targets {
-		n, err := probe(t.url)
+		n, err := probe(t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
@@ -145,31 +242,95 @@ func runHarness(o options) error {
 
 	fmt.Printf("warm-up: %v per target\n", warmup)
 	for _, t := range targets {
-		if _, err := gen.run(ctx, t.url, o.conns, warmup); err != nil {
+		if _, err := gen.run(ctx, t, o.conns, warmup); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
 		}
 	}
 
+	check := func(when string) error {
+		for _, c := range children {
+			if c.exited() {
+				return fmt.Errorf("%s exited %s: %v", c.name, when, c.err)
+			}
+		}
+		return nil
+	}
+
+	var redisCached *redisUse
+	if redisAddr != "" {
+		redisCached = &redisUse{}
+	}
 	results := make(map[string][]result, len(targets))
 	for r := range o.rounds {
 		for i := range targets {
 			// Rotate the starting target every round against order bias.
 			t := targets[(r+i)%len(targets)]
-			res, err := gen.run(ctx, t.url, o.conns, o.duration)
+			var before commandStats
+			if redisCached != nil && t.name == getawayCached {
+				if before, err = readCommandStats(ctx, redisAddr); err != nil {
+					return err
+				}
+			}
+			res, err := gen.run(ctx, t, o.conns, o.duration)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 			}
-			fmt.Printf("round %d/%d  %-8s %s\n", r+1, o.rounds, t.name, res)
-			results[t.name] = append(results[t.name], res)
-			for _, c := range children {
-				if c.exited() {
-					return fmt.Errorf("%s exited during round %d: %v", c.name, r+1, c.err)
+			if before != nil {
+				after, err := readCommandStats(ctx, redisAddr)
+				if err != nil {
+					return err
 				}
+				redisCached.add(before, after, res.requests, res.elapsed)
+			}
+			fmt.Printf("round %d/%d  %-14s %s\n", r+1, o.rounds, t.name, res)
+			results[t.name] = append(results[t.name], res)
+			if err := check(fmt.Sprintf("during round %d", r+1)); err != nil {
+				return err
 			}
 		}
 	}
+	if redisCached != nil {
+		fmt.Printf("redis: %.3f commands per 1,000 getaway-cached requests (%d over %d requests in %.1fs: %s)\n",
+			redisCached.perThousand(), redisCached.commands(), redisCached.requests, redisCached.elapsed.Seconds(), redisCached.breakdown())
+	}
 
-	rep := newReport(o, gen.describe(), nginxNote, targets, results, sizes)
+	var cold *coldResult
+	if o.cold > 0 {
+		fmt.Printf("getaway-cold: %d fresh sign-ins, first /api request of each timed ...\n", o.cold)
+		var before commandStats
+		if redisAddr != "" {
+			if before, err = readCommandStats(ctx, redisAddr); err != nil {
+				return err
+			}
+		}
+		t0 := time.Now()
+		cold = measureCold(ctx, br, apiURL, o.cold)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if before != nil {
+			after, err := readCommandStats(ctx, redisAddr)
+			if err != nil {
+				return err
+			}
+			cold.redis = &redisUse{}
+			cold.redis.add(before, after, int64(o.cold), time.Since(t0))
+		}
+		if err := check("while signing in"); err != nil {
+			return err
+		}
+	}
+
+	rep := newReport(o, env, targets, results, sizes)
+	rep.cold = cold
+	rep.redisCached = redisCached
+	if m, err := readMemory(gw.cmd.Process.Pid); err == nil {
+		rep.gatewayMemory = m.String()
+	} else {
+		rep.gatewayMemory = "n/a (" + err.Error() + ")"
+	}
+	rep.gatewayLog = gw.newLog()
+
 	fmt.Println()
 	fmt.Print(rep.text())
 	if err := rep.writeMarkdown(o.out); err != nil {

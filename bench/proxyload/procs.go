@@ -140,7 +140,7 @@ func startRole(ctx context.Context, role, probePath string, args ...string) (*ch
 func waitReady(ctx context.Context, c *child, url string) error {
 	deadline := time.Now().Add(readyWithin)
 	for {
-		status, err := get(url, nil)
+		status, err := get(url, "", nil)
 		if err == nil && status == fasthttp.StatusOK {
 			return nil
 		}
@@ -161,11 +161,11 @@ func waitReady(ctx context.Context, c *child, url string) error {
 	}
 }
 
-// probe checks that url answers 200 with exactly echoBody, and returns the
+// probe checks that t answers 200 with exactly echoBody, and returns the
 // size of the whole response, head and body.
-func probe(url string) (int, error) {
+func probe(t target) (int, error) {
 	var size int
-	status, err := get(url, func(resp *fasthttp.Response) error {
+	status, err := get(t.url, t.sid, func(resp *fasthttp.Response) error {
 		if !bytes.Equal(resp.Body(), echoBody) {
 			return fmt.Errorf("unexpected body %q", resp.Body())
 		}
@@ -178,14 +178,18 @@ func probe(url string) (int, error) {
 	return size, err
 }
 
-// get requests url once and passes the response to check, if not nil.
-func get(url string, check func(*fasthttp.Response) error) (int, error) {
+// get requests url once, with the session cookie sid unless it is empty,
+// and passes the response to check, if not nil.
+func get(url, sid string, check func(*fasthttp.Response) error) (int, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI(url)
 	req.SetConnectionClose()
+	if sid != "" {
+		req.Header.SetCookie(cookieName, sid)
+	}
 	if err := fasthttp.DoTimeout(req, resp, time.Second); err != nil {
 		return 0, err
 	}

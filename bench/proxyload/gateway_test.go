@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apigetaway/getaway/edge"
+)
+
+func TestGatewayEnvIsWhatMainReads(t *testing.T) {
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:1") // must not leak into the child
+	t.Setenv("GOMAXPROCS", "3")                  // passed on
+	env := gatewayEnv("127.0.0.1:4567", "http://127.0.0.1:9999", "", "/tmp/x/config.yml")
+	s, err := edge.LoadSettings(lookupIn(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.AuthEnabled || s.Server.Addr != "127.0.0.1:4567" || s.Auth.AppBaseURL != "http://127.0.0.1:4567" ||
+		s.Auth.Issuer != "http://127.0.0.1:9999" || s.RedisURL != "" || s.ConfigPath != "/tmp/x/config.yml" ||
+		!s.Auth.Cookie.Insecure || s.Proxy.SessionCookieName != cookieName {
+		t.Errorf("settings read from %q:\n%+v", env, s)
+	}
+	if v, _ := lookupIn(env)("GOMAXPROCS"); v != "3" {
+		t.Errorf("GOMAXPROCS = %q, want it passed on", v)
+	}
+
+	env = gatewayEnv("127.0.0.1:4567", "http://127.0.0.1:9999", "redis://127.0.0.1:6000", "/tmp/x/config.yml")
+	if s, err := edge.LoadSettings(lookupIn(env)); err != nil || s.RedisURL != "redis://127.0.0.1:6000" {
+		t.Errorf("with Redis: %v, %+v", err, s)
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	status := "Name:\tgetaway\nVmPeak:\t 1263424 kB\nVmHWM:\t   32180 kB\nVmRSS:\t   31004 kB\nThreads:\t7\n"
+	m, err := parseProcStatus(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.rssKiB != 31004 || m.peakKiB != 32180 {
+		t.Errorf("parseProcStatus = %+v", m)
+	}
+	if got := m.String(); got != "30.3 MiB (peak 31.4 MiB)" {
+		t.Errorf("String() = %q", got)
+	}
+	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\n", "VmRSS:\tx kB\n"} {
+		if _, err := parseProcStatus(bad); err == nil {
+			t.Errorf("parseProcStatus(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestParseCommandStats(t *testing.T) {
+	info := "# Commandstats\r\n" +
+		"cmdstat_get:calls=12,usec=40,usec_per_call=3.33,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_client|tracking:calls=1,usec=3,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_info:calls=7,usec=300,usec_per_call=42.86,rejected_calls=0,failed_calls=0\r\n"
+	got, err := parseCommandStats(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := commandStats{"get": 12, "client|tracking": 1, "info": 7}
+	if len(got) != len(want) {
+		t.Fatalf("parseCommandStats = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d, want %d", k, got[k], v)
+		}
+	}
+	if _, err := parseCommandStats("cmdstat_get:usec=40\r\n"); err == nil {
+		t.Error("a line without calls= was accepted")
+	}
+	if s, err := parseCommandStats("# Commandstats\r\n"); err != nil || len(s) != 0 {
+		t.Errorf("empty section: %v, %v", s, err)
+	}
+}
+
+func TestRedisUse(t *testing.T) {
+	var u redisUse
+	// One round: two GETs and a PING, plus the harness's earlier INFO.
+	u.add(commandStats{"info": 3, "get": 10}, commandStats{"info": 4, "get": 12, "ping": 1}, 3000, 2*time.Second)
+	// Another with nothing but the harness's INFO.
+	u.add(commandStats{"info": 5, "get": 12, "ping": 1}, commandStats{"info": 6, "get": 12, "ping": 1}, 1000, time.Second)
+	if u.commands() != 3 || u.requests != 4000 {
+		t.Errorf("commands %d over %d requests, want 3 over 4000", u.commands(), u.requests)
+	}
+	if got := u.perThousand(); got != 0.75 {
+		t.Errorf("perThousand = %v, want 0.75", got)
+	}
+	if got := u.perSecond(); got != 1 {
+		t.Errorf("perSecond = %v, want 1", got)
+	}
+	if got := u.breakdown(); got != "GET 2, PING 1" {
+		t.Errorf("breakdown = %q", got)
+	}
+	var none redisUse
+	if none.perThousand() != 0 || none.breakdown() != "none" {
+		t.Errorf("empty use: %v, %q", none.perThousand(), none.breakdown())
+	}
+}
+
+func TestReadReply(t *testing.T) {
+	tests := []struct {
+		in, want string
+		fails    bool
+	}{
+		{"+PONG\r\n", "PONG", false},
+		{":42\r\n", "42", false},
+		{"$5\r\nhello\r\n", "hello", false},
+		{"$0\r\n\r\n", "", false},
+		{"-ERR unknown command\r\n", "", true},
+		{"$-1\r\n", "", true},
+		{"*1\r\n$1\r\na\r\n", "", true},
+		{"$9\r\nshort\r\n", "", true},
+	}
+	for _, tt := range tests {
+		got, err := readReply(bufio.NewReader(strings.NewReader(tt.in)))
+		if (err != nil) != tt.fails || got != tt.want {
+			t.Errorf("readReply(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+	if got := encodeCommand("INFO", "commandstats"); got != "*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n" {
+		t.Errorf("encodeCommand = %q", got)
+	}
+}
+
+// TestRedisCounting runs a real redis-server, when installed, and checks
+// the accounting: readings with nothing in between count no command, and a
+// command between them counts once.
+func TestRedisCounting(t *testing.T) {
+	bin := findRedis()
+	if bin == "" {
+		t.Skip("redis-server not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, addr, _, err := startRedis(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+
+	a, err := readCommandStats(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readCommandStats(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redisDo(ctx, addr, "SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := redisDo(ctx, addr, "GET", "k"); err != nil || v != "v" {
+		t.Fatalf("GET k = %q, %v", v, err)
+	}
+	cc, err := readCommandStats(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var quiet, busy redisUse
+	quiet.add(a, b, 1, time.Second)
+	busy.add(b, cc, 1, time.Second)
+	if quiet.commands() != 0 {
+		t.Errorf("between two readings: %s, want none", quiet.breakdown())
+	}
+	if busy.breakdown() != "GET 1, SET 1" {
+		t.Errorf("around SET and GET: %s", busy.breakdown())
+	}
+
+	c.stop()
+	if _, err := redisDo(ctx, addr, "PING"); err == nil {
+		t.Error("redis-server still answers after stop")
+	}
+}
