@@ -102,10 +102,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer store.Close()
 	deps := edge.Deps{
-		Proxy: proxy,
-		Auth:  edge.DenyAll,
-		Ready: []edge.ReadinessCheck{{Name: "sessions", Check: store.Ping}},
-		Log:   log.Named("edge"),
+		Proxy:     proxy,
+		Auth:      edge.DenyAll,
+		Ready:     []edge.ReadinessCheck{{Name: "sessions", Check: store.Ping}},
+		WebSocket: settings.WebSocket,
+		Log:       log.Named("edge"),
 	}
 	var auth *authflow.Auth
 	if settings.AuthEnabled {

@@ -71,9 +71,10 @@ func startAdminGateway(t *testing.T, configYAML string) *adminGateway {
 				Tokens: map[string]string{"ops": adminToken},
 				Emails: []string{idp.Email()},
 			}, auth),
-			ConfigPath: path,
-			Health:     func() any { return map[string]any{"http://b": map[string]any{"status": "up"}} },
-			Applied:    func(*upstream.File) { ag.applied.Add(1) },
+			ConfigPath:     path,
+			MaxConfigBytes: 64 << 10,
+			Health:         func() any { return map[string]any{"http://b": map[string]any{"status": "up"}} },
+			Applied:        func(*upstream.File) { ag.applied.Add(1) },
 		}
 	})
 	ag.sid, err = idp.SignInThrough(context.Background(), ag.URL, testidp.OtherUsername, testidp.Password, "sid")
@@ -201,7 +202,7 @@ func TestAdminPutConfig(t *testing.T) {
 		}
 		resp, _ := do(t, http.MethodPut, ag.URL+"/admin/config", with("Content-Type", "text/plain"), strings.NewReader("x"))
 		assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
-		resp, _ = do(t, http.MethodPut, ag.URL+"/admin/config", with("Content-Type", "application/yaml"), strings.NewReader("# "+strings.Repeat("x", 2<<20)))
+		resp, _ = do(t, http.MethodPut, ag.URL+"/admin/config", with("Content-Type", "application/yaml"), strings.NewReader("# "+strings.Repeat("x", 80<<10)))
 		assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 		body := ag.api(t)
 		assert.Equal(t, "a", body, "a refused config changed routing")

@@ -29,6 +29,9 @@ type Settings struct {
 	Server Config
 	// Proxy configures the /api proxy and its backend pools.
 	Proxy upstream.ProxyConfig
+	// WebSocket holds the limits of WebSockets proxied on /api/*
+	// (WS_MAX_MESSAGE_BYTES, WS_IDLE_TIMEOUT_SECONDS); pass it in Deps.
+	WebSocket upstream.WebSocketConfig
 	// Auth configures sign-in; see AuthEnabled.
 	Auth authflow.Config
 	// AuthEnabled is true when any OIDC_* variable is set: sign-in is then
@@ -90,6 +93,10 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 			WriteTimeout:       e.seconds("PROXY_WRITE_TIMEOUT_SECONDS", 30*time.Second),
 			MaxConnsPerBackend: e.integer("PROXY_MAX_CONNS_PER_BACKEND", 1024, 1, 1_000_000),
 		},
+	}
+	s.WebSocket = upstream.WebSocketConfig{
+		MaxMessageBytes: int64(e.integer("WS_MAX_MESSAGE_BYTES", 1<<20, 1, 1<<30)),
+		IdleTimeout:     e.seconds("WS_IDLE_TIMEOUT_SECONDS", 60*time.Second),
 	}
 	s.RedisURL = e.str("REDIS_URL", "")
 	s.Sessions = sessioncache.Config{

@@ -121,6 +121,9 @@ type Deps struct {
 	Ready []ReadinessCheck
 	// Log receives the server's logs. Nil means no logs.
 	Log *zap.Logger
+	// WebSocket holds the limits of WebSockets proxied on /api/* (issue 5;
+	// see websocket.go). The zero value means every default.
+	WebSocket upstream.WebSocketConfig
 }
 
 // Server is the gateway's HTTP server.
@@ -132,6 +135,7 @@ type Server struct {
 	log          *zap.Logger
 	allowsOrigin func(origin []byte) bool
 	static       *static
+	ws           *upstream.WebSocketProxy // WebSockets on /api/* (issue 5)
 	handler      fasthttp.RequestHandler
 	srv          *fasthttp.Server
 }
@@ -156,6 +160,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
+	// WebSockets on /api/* (issue 5): see websocket.go.
+	ws, err := upstream.NewWebSocketProxy(deps.Proxy, deps.WebSocket, s.log.Named("websocket"))
+	if err != nil {
+		return nil, err
+	}
+	s.ws = ws
 	st, err := newStatic(cfg.PublicDir)
 	if err != nil {
 		return nil, err
@@ -233,11 +243,17 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting connections and waits, up to ShutdownTimeout or
-// ctx's end, for requests in flight to finish.
+// ctx's end, for requests in flight to finish. Meanwhile every WebSocket
+// gets close 1001 (going away) and is closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
+	// WebSockets (issue 5): fasthttp neither tracks nor closes hijacked
+	// connections, so they are closed here, alongside the HTTP drain.
+	wsDone := make(chan error, 1)
+	go func() { wsDone <- s.ws.Shutdown(ctx) }()
 	err := s.srv.ShutdownWithContext(ctx)
+	err = errors.Join(err, <-wsDone)
 	s.proxy.Close()
 	return err
 }
@@ -251,6 +267,12 @@ func isAPIPath(path []byte) bool {
 
 // serveAPI authenticates and proxies an /api request.
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	// WebSocket upgrades (issue 5): same authentication, own relay; see
+	// websocket.go.
+	if upstream.IsWebSocketUpgrade(ctx) {
+		s.serveWebSocket(ctx)
+		return
+	}
 	id, ok := s.auth.Authenticate(ctx)
 	if !ok {
 		return
