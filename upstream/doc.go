@@ -2,7 +2,8 @@
 // the config.yml routing model and its validation, the compiled route table
 // with atomic reloads, one pooled *fasthttp.HostClient per backend, the
 // header policy for proxied requests (hop-by-hop removal, X-Forwarded-*,
-// trusted identity headers) and the streaming HTTP proxy itself.
+// trusted identity headers), the streaming HTTP proxy, the WebSocket relay,
+// and the config shared by instances on one Redis.
 //
 // It leaves authentication to authflow (the caller passes an Identity that
 // it has already verified), and status pages, CORS and the middleware chain

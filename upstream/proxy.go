@@ -141,29 +141,14 @@ func (p *Proxy) Close() { p.pool.Close() }
 // On error nothing useful is in ctx.Response: the caller writes the error
 // status (see ErrNoRoute, ErrBadPath).
 func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
+	route, b, rest, err := p.route(ctx)
+	if err != nil {
+		return err
+	}
 	req := &ctx.Request
-	rest, ok := stripAPI(req.Header.RequestURI())
-	if !ok {
-		return ErrBadPath
-	}
-	path := rest
-	if i := bytes.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	r := p.routing.Load()
-	defaultPort := 80
-	if ctx.IsTLS() {
-		defaultPort = 443
-	}
-	route := r.table.Lookup(req.Header.Host(), defaultPort, path)
-	if route == nil {
-		return ErrNoRoute
-	}
-	b := r.backends[route.BackendIndex]
-
 	clientClose := req.Header.ConnectionClose()
 	p.rewriteRequest(ctx, route, b, id, rest)
-	err := b.client.Do(req, &ctx.Response)
+	err = b.client.Do(req, &ctx.Response)
 	if p.observer != nil {
 		switch {
 		case err == nil:
@@ -229,6 +214,30 @@ func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backen
 	if !route.PreserveHost {
 		uri.SetHost(b.host)
 	}
+}
+
+// route finds the backend of an /api request (HTTP and WebSocket alike) and
+// returns the request target without /api.
+func (p *Proxy) route(ctx *fasthttp.RequestCtx) (*Route, *Backend, []byte, error) {
+	req := &ctx.Request
+	rest, ok := stripAPI(req.Header.RequestURI())
+	if !ok {
+		return nil, nil, nil, ErrBadPath
+	}
+	path := rest
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	r := p.routing.Load()
+	defaultPort := 80
+	if ctx.IsTLS() {
+		defaultPort = 443
+	}
+	route := r.table.Lookup(req.Header.Host(), defaultPort, path)
+	if route == nil {
+		return nil, nil, nil, ErrNoRoute
+	}
+	return route, r.backends[route.BackendIndex], rest, nil
 }
 
 var apiPrefix = []byte("/api")

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -275,29 +274,6 @@ func (w *WebSocketProxy) Forward(ctx *fasthttp.RequestCtx, id *Identity, end Ses
 // closes the remaining connections and returns ctx's error.
 func (w *WebSocketProxy) Shutdown(ctx context.Context) error {
 	return w.tracker.shutdown(ctx, w.cfg.CloseTimeout)
-}
-
-// route finds the backend of an /api request as Proxy.Forward does.
-func (p *Proxy) route(ctx *fasthttp.RequestCtx) (*Route, *Backend, []byte, error) {
-	req := &ctx.Request
-	rest, ok := stripAPI(req.Header.RequestURI())
-	if !ok {
-		return nil, nil, nil, ErrBadPath
-	}
-	path := rest
-	if i := bytes.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	r := p.routing.Load()
-	defaultPort := 80
-	if ctx.IsTLS() {
-		defaultPort = 443
-	}
-	route := r.table.Lookup(req.Header.Host(), defaultPort, path)
-	if route == nil {
-		return nil, nil, nil, ErrNoRoute
-	}
-	return route, r.backends[route.BackendIndex], rest, nil
 }
 
 // checkHandshake refuses what the upgrader would refuse after the backend
