@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,27 @@ func TestLoadSettingsAllowedOrigins(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, s.Server.AllowedOrigins)
 		})
+	}
+}
+
+func TestEnvExampleIsValid(t *testing.T) {
+	// .env.example lists every variable with its default: loaded as it is,
+	// it must be a valid environment.
+	data, err := os.ReadFile("../.env.example")
+	require.NoError(t, err)
+	env := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		require.True(t, ok, line)
+		env[k] = strings.Trim(v, `"`)
+	}
+	_, err = LoadSettings(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.NoError(t, err)
+	for _, k := range []string{"PORT", "REDIS_URL", "OIDC_ISSUER", "ADMIN_TOKENS", "HEALTH_INTERVAL", "WS_MAX_MESSAGE_BYTES", "SESSION_ABSOLUTE_TIMEOUT_SECONDS"} {
+		assert.Contains(t, env, k, ".env.example misses %s", k)
 	}
 }
