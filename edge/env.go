@@ -247,7 +247,7 @@ func (e *envReader) seconds(key string, def time.Duration) time.Duration {
 		return def
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	const maxSeconds = 366 * 24 * 3600 // a year: beyond any timeout here
+	const maxSeconds = 366 * 24 * 3600             // a year: beyond any timeout here
 	if err != nil || !(f > 0 && f <= maxSeconds) { // written so that NaN fails too
 		e.fail(key, fmt.Sprintf("must be a number of seconds above 0 and at most %d", maxSeconds), v)
 		return def
