@@ -9,13 +9,14 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/apigetaway/getaway/authflow/testidp"
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/apigetaway/getaway/edge"
 )
 
@@ -49,7 +50,8 @@ type Stack struct {
 
 	dir      string // temp dir: binary, config.yml, public/
 	echo     *echoServer
-	gw       *gatewayProc
+	gw       *procs.Child
+	gwLog    *lineWriter
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -79,7 +81,7 @@ func run(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 
 	fmt.Fprintln(logs, "devstack: building getaway (go build) ...")
-	bin, err := buildGateway(ctx, st.dir)
+	bin, _, err := procs.BuildGetaway(ctx, st.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +102,12 @@ func run(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	port := opts.Port
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		addr, err := procs.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		_, p, _ := net.SplitHostPort(addr)
+		if port, err = strconv.Atoi(p); err != nil {
 			return nil, err
 		}
 	}
@@ -129,16 +136,19 @@ func run(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	env := st.gatewayEnv(port)
 	// Refuse here, with the reason, what the gateway would refuse.
-	if _, err := edge.LoadSettings(lookupIn(env)); err != nil {
+	if _, err := edge.LoadSettings(procs.LookupIn(env)); err != nil {
 		return nil, fmt.Errorf("gateway environment: %w", err)
 	}
 
-	if st.gw, err = startGateway(bin, st.dir, env, logs); err != nil {
+	if st.gw, st.gwLog, err = startGateway(bin, st.dir, env, logs); err != nil {
 		return nil, err
 	}
-	if err := st.gw.waitReady(ctx, "http://"+st.Addr+"/readyz"); err != nil {
-		if st.gw.log.contains("address already in use") {
+	if err := st.gw.WaitHTTP(ctx, "http://"+st.Addr+"/readyz", readyWithin); err != nil {
+		if st.gwLog.contains("address already in use") {
 			return nil, portError(port, err)
+		}
+		if st.gw.Exited() {
+			return nil, fmt.Errorf("%w; its log is above", err)
 		}
 		return nil, err
 	}
@@ -174,18 +184,6 @@ func (st *Stack) gatewayEnv(port int) []string {
 		}
 	}
 	return env
-}
-
-// lookupIn is os.LookupEnv over env (the last value of a key wins).
-func lookupIn(env []string) edge.LookupEnv {
-	return func(key string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
-				return v, true
-			}
-		}
-		return "", false
-	}
 }
 
 // writeFiles writes the gateway's config.yml and its public/index.html.
@@ -248,10 +246,10 @@ the gateway's <code>APP_BASE_URL</code> names.</p>
 `))
 
 // Done is closed when the gateway process has exited.
-func (st *Stack) Done() <-chan struct{} { return st.gw.done }
+func (st *Stack) Done() <-chan struct{} { return st.gw.Done() }
 
 // Err is how the gateway exited, once Done is closed.
-func (st *Stack) Err() error { return st.gw.err }
+func (st *Stack) Err() error { return st.gw.Err() }
 
 // Stop stops the gateway (SIGTERM, then a kill after stopGrace), the echo
 // backend and the IdP, and removes the temp dir. It is safe to call more
@@ -260,7 +258,7 @@ func (st *Stack) Stop() error {
 	st.stopOnce.Do(func() {
 		var errs []error
 		if st.gw != nil {
-			errs = append(errs, st.gw.stop())
+			errs = append(errs, st.gw.Stop(stopGrace))
 		}
 		if st.echo != nil {
 			st.echo.stop()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -16,68 +15,18 @@ import (
 	"time"
 
 	"github.com/apigetaway/getaway/authflow/testidp"
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/apigetaway/getaway/edge"
 	"github.com/valyala/fasthttp"
 )
 
-const (
-	modulePath = "github.com/apigetaway/getaway"
-	// buildWithin bounds go build of the gateway.
-	buildWithin = 5 * time.Minute
-	// cookieName is the gateway's session cookie (SESSION_COOKIE_NAME is
-	// left at its default).
-	cookieName = "sid"
-)
-
-// buildGetaway builds the gateway's main package (the module root) into
-// dir and returns the binary and the module root.
-func buildGetaway(ctx context.Context, dir string) (string, string, error) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "", "", fmt.Errorf("go not found to build getaway (or pass -getaway=BINARY): %w", err)
-	}
-	out, err := exec.CommandContext(ctx, gobin, "env", "GOMOD").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", "", fmt.Errorf("not inside the %s module: run from its directory or pass -getaway=BINARY", modulePath)
-	}
-	mod, err := os.ReadFile(gomod)
-	if err != nil {
-		return "", "", err
-	}
-	if first, _, _ := strings.Cut(string(mod), "\n"); strings.TrimSpace(first) != "module "+modulePath {
-		return "", "", fmt.Errorf("%s is not the %s module: run from its directory or pass -getaway=BINARY", gomod, modulePath)
-	}
-	root := filepath.Dir(gomod)
-
-	bin := filepath.Join(dir, "getaway")
-	ctx, cancel := context.WithTimeout(ctx, buildWithin)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "build", "-o", bin, ".")
-	cmd.Dir = root
-	// Its own process group, so that an interrupted build takes its
-	// compiler processes with it.
-	cmd.SysProcAttr = childAttrs()
-	cmd.Cancel = func() error {
-		killGroup(cmd.Process.Pid)
-		return cmd.Process.Kill()
-	}
-	cmd.WaitDelay = stopGrace
-	if out, err := cmd.CombinedOutput(); err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return "", "", ctx.Err()
-		}
-		return "", "", fmt.Errorf("go build getaway: %w\n%s", err, out)
-	}
-	return bin, root, nil
-}
+// cookieName is the gateway's session cookie (SESSION_COOKIE_NAME is left
+// at its default).
+const cookieName = "sid"
 
 // gateway is the running getaway child.
 type gateway struct {
-	*child
+	*procs.Child
 	addr    string // host:port
 	base    string // http://addr, its APP_BASE_URL
 	logPath string // its stdout and stderr
@@ -111,18 +60,6 @@ func gatewayEnv(addr, issuer, redisURL, configPath string) []string {
 	return env
 }
 
-// lookupIn is os.LookupEnv over env.
-func lookupIn(env []string) edge.LookupEnv {
-	return func(key string) (string, bool) {
-		for _, kv := range slices.Backward(env) {
-			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-				return v, true
-			}
-		}
-		return "", false
-	}
-}
-
 // startGateway runs the getaway binary as main.go wires it, configured by
 // its environment only: sign-in against idp, sessions in Redis at redisURL
 // (or in process memory when it is empty), every /api request routed to
@@ -141,69 +78,61 @@ func startGateway(ctx context.Context, bin string, idp *testidp.IdP, backendURL,
 	}
 	logPath := filepath.Join(dir, "gateway.log")
 
-	var lastErr error
-	for range 3 {
-		addr, err := freeAddr()
-		if err != nil {
-			lastErr = err
-			break
-		}
+	var g *gateway
+	err = procs.RetryOnFreeAddr(ctx, func(addr string) (retry bool, err error) {
 		env := gatewayEnv(addr, idp.Issuer(), redisURL, configPath)
 		// What main.go will make of it: fail here, with the reason, on a
 		// setting the gateway would refuse.
-		settings, err := edge.LoadSettings(lookupIn(env))
+		settings, err := edge.LoadSettings(procs.LookupIn(env))
 		if err != nil {
-			lastErr = fmt.Errorf("gateway environment: %w", err)
-			break
+			return false, fmt.Errorf("gateway environment: %w", err)
 		}
 		if !settings.AuthEnabled || settings.Server.Addr != addr || settings.RedisURL != redisURL {
-			lastErr = errors.New("gateway environment: not read as intended (sign-in, address or Redis)")
-			break
+			return false, errors.New("gateway environment: not read as intended (sign-in, address or Redis)")
 		}
 		base := settings.Auth.AppBaseURL
 		if err := idp.AddRedirectURI(base + settings.Auth.RedirectPath); err != nil {
-			lastErr = err
-			break
+			return false, err
 		}
 
 		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 		if err != nil {
-			lastErr = err
-			break
+			return false, err
 		}
 		cmd := exec.Command(bin)
 		cmd.Dir = dir // no ./public: static files off
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logf, logf
-		c, err := startChild("getaway", cmd)
+		c, err := procs.Start("getaway", cmd)
 		logf.Close() // the child has its own descriptor
 		if err != nil {
-			lastErr = err
-			break
+			return false, err
 		}
-		if lastErr = waitReady(ctx, c, base+"/readyz"); lastErr == nil {
-			g := &gateway{child: c, addr: addr, base: base, logPath: logPath}
-			c.cleanup = func() {
-				// Whatever it logged since the report (while stopping).
-				if rest := g.newLog(); len(rest) > 0 {
-					fmt.Fprintf(os.Stderr, "getaway log:\n%s\n", strings.Join(rest, "\n"))
-				}
-				os.RemoveAll(dir)
+		if err := c.WaitHTTP(ctx, base+"/readyz", readyWithin); err != nil {
+			stopChild(c)
+			// Another process may have taken the port: try another one.
+			log, _ := os.ReadFile(logPath)
+			return bytes.Contains(log, []byte("address already in use")), err
+		}
+		g = &gateway{Child: c, addr: addr, base: base, logPath: logPath}
+		return false, nil
+	})
+	if err == nil {
+		g.OnStop(func() {
+			// Whatever it logged since the report (while stopping).
+			if rest := g.newLog(); len(rest) > 0 {
+				fmt.Fprintf(os.Stderr, "getaway log:\n%s\n", strings.Join(rest, "\n"))
 			}
-			return g, nil
-		}
-		c.stop()
-		// Another process may have taken the port: try another one.
-		if log, _ := os.ReadFile(logPath); ctx.Err() != nil || !bytes.Contains(log, []byte("address already in use")) {
-			break
-		}
+			os.RemoveAll(dir)
+		})
+		return g, nil
 	}
 	log, _ := os.ReadFile(logPath)
 	os.RemoveAll(dir)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return nil, fmt.Errorf("%w\ngetaway log:\n%s", lastErr, lastLines(string(log), 20))
+	return nil, fmt.Errorf("%w\ngetaway log:\n%s", err, lastLines(string(log), 20))
 }
 
 // newLog returns the gateway's log lines written since the last call.
@@ -381,52 +310,4 @@ func measureCold(ctx context.Context, b *browser, apiURL string, n int) *coldRes
 	slices.Sort(r.second)
 	slices.Sort(r.signIn)
 	return r
-}
-
-// memory is the gateway's resident set from /proc/PID/status.
-type memory struct {
-	rssKiB, peakKiB int64 // VmRSS, VmHWM
-}
-
-func (m memory) String() string {
-	return fmt.Sprintf("%.1f MiB (peak %.1f MiB)", float64(m.rssKiB)/1024, float64(m.peakKiB)/1024)
-}
-
-// readMemory reads VmRSS and VmHWM of process pid (Linux only).
-func readMemory(pid int) (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memory{}, err
-	}
-	return parseProcStatus(string(b))
-}
-
-// parseProcStatus reads "VmRSS:\t  12345 kB" and "VmHWM: ..." lines.
-func parseProcStatus(status string) (memory, error) {
-	var m memory
-	var haveRSS bool
-	sc := bufio.NewScanner(strings.NewReader(status))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return memory{}, fmt.Errorf("/proc status line %q: want a number of kB", sc.Text())
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return memory{}, fmt.Errorf("/proc status line %q: %w", sc.Text(), err)
-		}
-		if k == "VmRSS" {
-			m.rssKiB, haveRSS = n, true
-		} else {
-			m.peakKiB = n
-		}
-	}
-	if !haveRSS {
-		return memory{}, errors.New("/proc status has no VmRSS line")
-	}
-	return m, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/apigetaway/getaway/edge"
 )
 
@@ -14,7 +15,7 @@ func TestGatewayEnvIsWhatMainReads(t *testing.T) {
 	t.Setenv("REDIS_URL", "redis://127.0.0.1:1") // must not leak into the child
 	t.Setenv("GOMAXPROCS", "3")                  // passed on
 	env := gatewayEnv("127.0.0.1:4567", "http://127.0.0.1:9999", "", "/tmp/x/config.yml")
-	s, err := edge.LoadSettings(lookupIn(env))
+	s, err := edge.LoadSettings(procs.LookupIn(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,32 +24,13 @@ func TestGatewayEnvIsWhatMainReads(t *testing.T) {
 		!s.Auth.Cookie.Insecure || s.Proxy.SessionCookieName != cookieName {
 		t.Errorf("settings read from %q:\n%+v", env, s)
 	}
-	if v, _ := lookupIn(env)("GOMAXPROCS"); v != "3" {
+	if v, _ := procs.LookupIn(env)("GOMAXPROCS"); v != "3" {
 		t.Errorf("GOMAXPROCS = %q, want it passed on", v)
 	}
 
 	env = gatewayEnv("127.0.0.1:4567", "http://127.0.0.1:9999", "redis://127.0.0.1:6000", "/tmp/x/config.yml")
-	if s, err := edge.LoadSettings(lookupIn(env)); err != nil || s.RedisURL != "redis://127.0.0.1:6000" {
+	if s, err := edge.LoadSettings(procs.LookupIn(env)); err != nil || s.RedisURL != "redis://127.0.0.1:6000" {
 		t.Errorf("with Redis: %v, %+v", err, s)
-	}
-}
-
-func TestParseProcStatus(t *testing.T) {
-	status := "Name:\tgetaway\nVmPeak:\t 1263424 kB\nVmHWM:\t   32180 kB\nVmRSS:\t   31004 kB\nThreads:\t7\n"
-	m, err := parseProcStatus(status)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.rssKiB != 31004 || m.peakKiB != 32180 {
-		t.Errorf("parseProcStatus = %+v", m)
-	}
-	if got := m.String(); got != "30.3 MiB (peak 31.4 MiB)" {
-		t.Errorf("String() = %q", got)
-	}
-	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\n", "VmRSS:\tx kB\n"} {
-		if _, err := parseProcStatus(bad); err == nil {
-			t.Errorf("parseProcStatus(%q) succeeded", bad)
-		}
 	}
 }
 
@@ -141,7 +123,7 @@ func TestRedisCounting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.stop)
+	t.Cleanup(func() { stopChild(c) })
 
 	a, err := readCommandStats(ctx, addr)
 	if err != nil {
@@ -171,7 +153,7 @@ func TestRedisCounting(t *testing.T) {
 		t.Errorf("around SET and GET: %s", busy.breakdown())
 	}
 
-	c.stop()
+	stopChild(c)
 	if _, err := redisDo(ctx, addr, "PING"); err == nil {
 		t.Error("redis-server still answers after stop")
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/valyala/fasthttp"
 )
 
@@ -80,9 +81,7 @@ func (w wrkGen) run(ctx context.Context, t target, conns int, d time.Duration) (
 	if t.sid != "" {
 		args = append(args, "-H", "Cookie: "+cookieName+"="+t.sid)
 	}
-	cmd := exec.CommandContext(ctx, w.path, append(args, t.url)...)
-	cmd.SysProcAttr = childAttrs()
-	out, err := cmd.CombinedOutput()
+	out, err := procs.CommandContext(ctx, w.path, append(args, t.url)...).CombinedOutput()
 	if ctx.Err() != nil {
 		return result{}, ctx.Err()
 	}

@@ -27,16 +27,21 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/apigetaway/getaway/authflow/testidp"
+	"github.com/apigetaway/getaway/bench/internal/procs"
 )
 
 const (
 	warmup      = time.Second      // per target, before round 1, not reported
 	readyWithin = 10 * time.Second // how long a server may take to answer
+	// stopGrace is how long a child has to exit after SIGTERM before it
+	// is killed.
+	stopGrace = 5 * time.Second
 )
 
 // Target names.
@@ -132,7 +137,10 @@ func runHarness(o options) error {
 		defer os.RemoveAll(dir)
 		fmt.Println("getaway: go build ...")
 		var root string
-		if bin, root, err = buildGetaway(ctx, dir); err != nil {
+		if bin, root, err = procs.BuildGetaway(ctx, dir); err != nil {
+			if errors.Is(err, procs.ErrOutsideModule) || errors.Is(err, exec.ErrNotFound) {
+				err = fmt.Errorf("%w (or pass -getaway=BINARY)", err)
+			}
 			return err
 		}
 		env.gateway = "the getaway binary, built from " + root + " with go build at the start of the run"
@@ -146,12 +154,12 @@ func runHarness(o options) error {
 	}
 	defer idp.Close()
 
-	var children []*child
+	var children []*procs.Child
 	defer func() {
 		// Stop in reverse start order: the proxies before the store and
 		// the backend.
 		for i := len(children) - 1; i >= 0; i-- {
-			children[i].stop()
+			stopChild(children[i])
 		}
 	}()
 
@@ -188,7 +196,7 @@ func runHarness(o options) error {
 	if err != nil {
 		return err
 	}
-	children = append(children, gw.child)
+	children = append(children, gw.Child)
 	fmt.Printf("getaway: %s on %s, provider %s\n", bin, gw.addr, idp.Issuer())
 
 	targets := []target{{name: direct, url: "http://" + backendAddr + "/bench"}}
@@ -249,8 +257,8 @@ func runHarness(o options) error {
 
 	check := func(when string) error {
 		for _, c := range children {
-			if c.exited() {
-				return fmt.Errorf("%s exited %s: %v", c.name, when, c.err)
+			if c.Exited() {
+				return fmt.Errorf("%s exited %s: %v", c.Name(), when, c.Err())
 			}
 		}
 		return nil
@@ -324,7 +332,7 @@ func runHarness(o options) error {
 	rep := newReport(o, env, targets, results, sizes)
 	rep.cold = cold
 	rep.redisCached = redisCached
-	if m, err := readMemory(gw.cmd.Process.Pid); err == nil {
+	if m, err := gw.Memory(); err == nil {
 		rep.gatewayMemory = m.String()
 	} else {
 		rep.gatewayMemory = "n/a (" + err.Error() + ")"
@@ -338,4 +346,12 @@ func runHarness(o options) error {
 	}
 	fmt.Printf("\nwrote %s\n", o.out)
 	return nil
+}
+
+// stopChild stops c, allowing it stopGrace, and says so when it had to be
+// killed.
+func stopChild(c *procs.Child) {
+	if err := c.Stop(stopGrace); errors.Is(err, procs.ErrKilled) {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }

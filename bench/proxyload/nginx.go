@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/apigetaway/getaway/bench/internal/procs"
 )
 
 // findNginx returns the nginx binary on PATH or at /usr/sbin/nginx (often
@@ -26,13 +27,13 @@ func findNginx() string {
 // to backendAddr, with every file it writes in a temp dir, so it runs as
 // root or not without touching /var. It returns the child, nginx's address
 // and its version.
-func startNginx(ctx context.Context, bin, backendAddr string) (*child, string, string, error) {
+func startNginx(ctx context.Context, bin, backendAddr string) (*procs.Child, string, string, error) {
 	// nginx -V prints the version and the configure arguments on stderr.
 	info, _ := exec.Command(bin, "-V").CombinedOutput()
 	version, _, _ := strings.Cut(string(info), "\n")
 	version = strings.TrimPrefix(strings.TrimSpace(version), "nginx version: ")
 
-	addr, err := freeAddr()
+	addr, err := procs.FreeAddr()
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -57,15 +58,15 @@ func startNginx(ctx context.Context, bin, backendAddr string) (*child, string, s
 	if usage, _ := exec.Command(bin, "-h").CombinedOutput(); strings.Contains(string(usage), "-e filename") {
 		args = append(args, "-e", filepath.Join(dir, "error.log"))
 	}
-	c, err := startChild("nginx", exec.Command(bin, args...))
+	c, err := procs.Start("nginx", exec.Command(bin, args...))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, "", "", err
 	}
-	c.cleanup = func() { os.RemoveAll(dir) }
-	if err := waitReady(ctx, c, "http://"+addr+"/api/bench"); err != nil {
+	c.OnStop(func() { os.RemoveAll(dir) })
+	if err := c.WaitHTTP(ctx, "http://"+addr+"/api/bench", readyWithin); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-		c.stop()
+		stopChild(c)
 		return nil, "", "", fmt.Errorf("%w\nerror.log:\n%s", err, log)
 	}
 	return c, addr, version, nil
@@ -112,14 +113,4 @@ http {
     }
 }
 `, path("error.log"), path("nginx.pid"), temps.String(), backendAddr, addr)
-}
-
-// freeAddr returns a loopback address with a port free at the moment.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/apigetaway/getaway/bench/internal/procs"
 )
 
 // redisTimeout bounds one command of the harness's own Redis client.
@@ -33,7 +35,7 @@ func findRedis() string {
 // its files in a temp dir, and waits until it answers PING. It returns the
 // child, the address and the version. A lost race for the port is retried
 // with another one.
-func startRedis(ctx context.Context, bin string) (*child, string, string, error) {
+func startRedis(ctx context.Context, bin string) (*procs.Child, string, string, error) {
 	// "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 ..."
 	info, _ := exec.Command(bin, "--version").CombinedOutput()
 	version := strings.TrimSpace(string(info))
@@ -49,63 +51,45 @@ func startRedis(ctx context.Context, bin string) (*child, string, string, error)
 		return nil, "", "", err
 	}
 	logFile := filepath.Join(dir, "redis.log")
-	var lastErr error
-	for range 3 {
-		addr, err := freeAddr()
-		if err != nil {
-			lastErr = err
-			break
-		}
-		_, port, _ := net.SplitHostPort(addr)
+	var c *procs.Child
+	var addr string
+	err = procs.RetryOnFreeAddr(ctx, func(a string) (retry bool, err error) {
+		_, port, _ := net.SplitHostPort(a)
 		cmd := exec.Command(bin,
 			"--port", port, "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no",
 			"--dir", dir, "--logfile", logFile, "--daemonize", "no")
-		c, err := startChild("redis-server", cmd)
+		rc, err := procs.Start("redis-server", cmd)
 		if err != nil {
-			lastErr = err
-			break
+			return false, err
 		}
-		if lastErr = waitRedis(ctx, c, addr); lastErr == nil {
-			c.cleanup = func() { os.RemoveAll(dir) }
-			return c, addr, version, nil
+		if err := rc.WaitReady(ctx, readyWithin, pong(a)); err != nil {
+			stopChild(rc)
+			return true, err
 		}
-		c.stop()
-		if ctx.Err() != nil {
-			break
-		}
+		c, addr = rc, a
+		return false, nil
+	})
+	if err == nil {
+		c.OnStop(func() { os.RemoveAll(dir) })
+		return c, addr, version, nil
 	}
 	log, _ := os.ReadFile(logFile)
 	os.RemoveAll(dir)
 	if ctx.Err() != nil {
 		return nil, "", "", ctx.Err()
 	}
-	return nil, "", "", fmt.Errorf("%w\nredis.log:\n%s", lastErr, lastLines(string(log), 20))
+	return nil, "", "", fmt.Errorf("%w\nredis.log:\n%s", err, lastLines(string(log), 20))
 }
 
-// waitRedis polls addr with PING until it answers PONG, c exits, ctx ends
-// or readyWithin passes.
-func waitRedis(ctx context.Context, c *child, addr string) error {
-	deadline := time.Now().Add(readyWithin)
-	for {
+// pong is a readiness probe: addr answers PING with PONG.
+func pong(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
 		reply, err := redisDo(ctx, addr, "PING")
-		if err == nil && reply == "PONG" {
-			return nil
+		if err == nil && reply != "PONG" {
+			err = fmt.Errorf("PING answered %q", reply)
 		}
-		if c.exited() {
-			return fmt.Errorf("redis-server exited while starting: %v", c.err)
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("PING answered %q", reply)
-			}
-			return fmt.Errorf("redis-server not ready within %v: %w", readyWithin, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err
 	}
 }
 

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/valyala/fasthttp"
 )
 
@@ -18,30 +14,23 @@ var echoBody = []byte(`{"ok":true,"service":"proxyload-echo","message":"the same
 // shutdownGrace bounds a child server's graceful stop.
 const shutdownGrace = 2 * time.Second
 
-// listenAndReport listens on a free loopback port and tells the harness
-// which one, on stdout.
-func listenAndReport() (net.Listener, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// startRole starts this executable again in role, reads the address it
+// reports ("ADDR host:port" on stdout) and waits until probePath on that
+// address answers.
+func startRole(ctx context.Context, role, probePath string, args ...string) (*procs.Child, string, error) {
+	cmd, err := procs.SelfCommand(role, args...)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	fmt.Printf("ADDR %s\n", ln.Addr())
-	return ln, nil
-}
-
-// serveUntilSignal runs serve until it fails or SIGTERM/SIGINT arrives,
-// then calls shutdown.
-func serveUntilSignal(serve func() error, shutdown func() error) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- serve() }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-		return shutdown()
+	c, addr, err := procs.StartServer(ctx, role, cmd, readyWithin)
+	if err != nil {
+		return nil, "", err
 	}
+	if err := c.WaitHTTP(ctx, "http://"+addr+probePath, readyWithin); err != nil {
+		stopChild(c)
+		return nil, "", err
+	}
+	return c, addr, nil
 }
 
 // runBackend is the echo backend: 200 and echoBody for every request.
@@ -54,11 +43,11 @@ func runBackend() error {
 		Name:            "proxyload-echo",
 		CloseOnShutdown: true,
 	}
-	ln, err := listenAndReport()
+	ln, err := procs.Listen()
 	if err != nil {
 		return err
 	}
-	return serveUntilSignal(
+	return procs.ServeUntilSignal(
 		func() error { return srv.Serve(ln) },
 		func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

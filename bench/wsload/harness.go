@@ -1,82 +1,34 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/apigetaway/getaway/authflow/testidp"
+	"github.com/apigetaway/getaway/bench/internal/procs"
 )
 
-// child is a server process started by the harness.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+const (
+	// startWithin bounds the start of a child, until it answers.
+	startWithin = 30 * time.Second
+	// stopGrace is how long a child has to exit after SIGTERM before its
+	// process group is killed.
+	stopGrace = 10 * time.Second
+)
 
-// startChild starts this program in role with args and env added, in its
-// own process group, killed with the harness (Pdeathsig).
-func startChild(role string, args, env []string) (*child, *bufio.Reader, error) {
-	exe, err := os.Executable()
+// startBackend starts this program in the backend role and returns it with
+// the address it listens on.
+func startBackend() (*procs.Child, string, error) {
+	cmd, err := procs.SelfCommand("backend")
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	cmd := exec.Command(exe, append([]string{"-role=" + role}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = childAttrs()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start %s: %w", role, err)
-	}
-	c := &child{name: role, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
-	return c, bufio.NewReader(out), nil
-}
-
-// stop sends SIGTERM and kills the process group after 10s.
-func (c *child) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		killGroup(c.cmd.Process.Pid)
-		<-c.done
-	}
-}
-
-// rssKiB reads the process's resident memory (VmRSS) from /proc.
-func rssKiB(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseVmRSS(string(b))
-}
-
-func parseVmRSS(status string) (int64, error) {
-	for _, line := range strings.Split(status, "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kib int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", rest, err)
-			}
-			return kib, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS line")
+	return procs.StartServer(context.Background(), "backend", cmd, startWithin)
 }
 
 // fdRoom returns the process's open-file soft limit and how many files it
@@ -98,37 +50,6 @@ func fdRoom(pid int) (limit, open uint64, err error) {
 		return 0, 0, err
 	}
 	return limit, uint64(len(fds)), nil
-}
-
-// freePort returns a loopback address that was free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// waitHealthy polls base+"/healthz" until 200.
-func waitHealthy(base string, c *child) error {
-	deadline := time.Now().Add(30 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.done:
-			return fmt.Errorf("%s exited at start", c.name)
-		default:
-		}
-		if resp, err := client.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not healthy within 30s", c.name)
 }
 
 // env describes the run for the report.
@@ -158,8 +79,8 @@ func describeEnv() env {
 
 // startGateway starts a gateway process routing to backendURL, signs in
 // through it, and returns it with the target that carries the session.
-func startGateway(idp *testidp.IdP, backendURL string) (*child, target, error) {
-	gwAddr, err := freePort()
+func startGateway(idp *testidp.IdP, backendURL string) (*procs.Child, target, error) {
+	gwAddr, err := procs.FreeAddr()
 	if err != nil {
 		return nil, target{}, err
 	}
@@ -167,10 +88,14 @@ func startGateway(idp *testidp.IdP, backendURL string) (*child, target, error) {
 	if err := idp.AddRedirectURI(base + "/auth/callback"); err != nil {
 		return nil, target{}, err
 	}
-	gateway, _, err := startChild("gateway", []string{"-backend=" + backendURL}, []string{
-		"LISTEN_ADDR=" + gwAddr,
-		"APP_BASE_URL=" + base,
-		"OIDC_ISSUER=" + idp.Issuer(),
+	cmd, err := procs.SelfCommand("gateway", "-backend="+backendURL)
+	if err != nil {
+		return nil, target{}, err
+	}
+	cmd.Env = append(os.Environ(),
+		"LISTEN_ADDR="+gwAddr,
+		"APP_BASE_URL="+base,
+		"OIDC_ISSUER="+idp.Issuer(),
 		"OIDC_CLIENT_ID=getaway",
 		"OIDC_CLIENT_SECRET=getaway-secret",
 		"SESSION_COOKIE_SECURE=false",
@@ -178,22 +103,23 @@ func startGateway(idp *testidp.IdP, backendURL string) (*child, target, error) {
 		"LOG_LEVEL=error",
 		// The idle sockets must outlive the measure.
 		"WS_IDLE_TIMEOUT_SECONDS=1800",
-	})
+	)
+	gateway, err := procs.Start("gateway", cmd)
 	if err != nil {
 		return nil, target{}, err
 	}
-	if err := waitHealthy(base, gateway); err != nil {
-		gateway.stop()
+	if err := gateway.WaitHTTP(context.Background(), base+"/healthz", startWithin); err != nil {
+		_ = gateway.Stop(stopGrace)
 		return nil, target{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sid, err := idp.SignInThrough(ctx, base, idp.Username(), testidp.Password, "sid")
 	if err != nil {
-		gateway.stop()
+		_ = gateway.Stop(stopGrace)
 		return nil, target{}, fmt.Errorf("sign-in: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "wsload: gateway %s (pid %d), signed in\n", gwAddr, gateway.cmd.Process.Pid)
+	fmt.Fprintf(os.Stderr, "wsload: gateway %s (pid %d), signed in\n", gwAddr, gateway.Pid())
 	return gateway, target{name: "gateway", url: "ws://" + gwAddr + "/api/live", header: http.Header{"Cookie": {"sid=" + sid}}}, nil
 }
 
@@ -214,16 +140,11 @@ func runHarness(o options) error {
 	}
 	defer idp.Close()
 
-	backend, out, err := startChild("backend", nil, nil)
+	backend, backendAddr, err := startBackend()
 	if err != nil {
 		return err
 	}
-	defer backend.stop()
-	line, err := out.ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("backend: %w", err)
-	}
-	backendAddr := strings.TrimSpace(strings.TrimPrefix(line, "listening "))
+	defer func() { _ = backend.Stop(stopGrace) }()
 	backendURL := "http://" + backendAddr
 
 	direct := target{name: "direct", url: "ws://" + backendAddr + "/live"}
@@ -236,16 +157,15 @@ func runHarness(o options) error {
 	}
 	// Every proxied socket costs the gateway two descriptors. Without the
 	// privilege to raise the hard limit, hold as many as it allows.
-	gwPid := gateway.cmd.Process.Pid
 	requested := o.sockets
-	if limit, open, err := fdRoom(gwPid); err == nil {
+	if limit, open, err := fdRoom(gateway.Pid()); err == nil {
 		if fit := int(limit-open-64) / 2; fit < o.sockets {
 			fmt.Fprintf(os.Stderr, "wsload: the gateway may open %d files (%d open): holding %d sockets, not %d\n", limit, open, fit, o.sockets)
 			o.sockets = fit
 		}
 	}
-	mem, err := measureMemory(o, through, gwPid)
-	gateway.stop()
+	mem, err := measureMemory(o, through, gateway)
+	_ = gateway.Stop(stopGrace)
 	if err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}
@@ -257,7 +177,7 @@ func runHarness(o options) error {
 	if err != nil {
 		return err
 	}
-	defer gateway.stop()
+	defer func() { _ = gateway.Stop(stopGrace) }()
 	var lat []latencyResult
 	for _, sc := range []scenario{
 		{name: "1 socket, 64 B messages", sockets: 1, size: 64},
@@ -272,9 +192,9 @@ func runHarness(o options) error {
 		fmt.Fprintf(os.Stderr, "wsload: %s: direct p50 %v p99 %v, gateway p50 %v p99 %v\n", sc.name,
 			r.direct.p50, r.direct.p99, r.gateway.p50, r.gateway.p99)
 	}
-	finalRSS, _ := rssKiB(gateway.cmd.Process.Pid)
+	final, _ := gateway.Memory()
 
-	report := renderReport(e, o, mem, lat, finalRSS)
+	report := renderReport(e, o, mem, lat, final.RSSKiB)
 	fmt.Print(report)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {

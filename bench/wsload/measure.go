@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/fasthttp/websocket"
 	"golang.org/x/sync/errgroup"
 )
@@ -66,8 +67,12 @@ func (m memoryResult) perSocketKiB() float64 {
 // one message (so both of its connections are set up and have relayed),
 // leaves them idle for o.settle, and reads the gateway's VmRSS before,
 // with them open, and after they are closed.
-func measureMemory(o options, through target, pid int) (memoryResult, error) {
+func measureMemory(o options, through target, gateway *procs.Child) (memoryResult, error) {
 	m := memoryResult{sockets: o.sockets}
+	rssKiB := func() (int64, error) {
+		mem, err := gateway.Memory()
+		return mem.RSSKiB, err
+	}
 	msg := bytes.Repeat([]byte{'m'}, 64)
 	// One socket first: the relay's code paths and pools exist in the
 	// baseline, as in a gateway that has served before.
@@ -80,7 +85,7 @@ func measureMemory(o options, through target, pid int) (memoryResult, error) {
 	}
 	_ = warm.Close()
 	time.Sleep(o.settle)
-	if m.baseKiB, err = rssKiB(pid); err != nil {
+	if m.baseKiB, err = rssKiB(); err != nil {
 		return m, err
 	}
 
@@ -110,7 +115,7 @@ func measureMemory(o options, through target, pid int) (memoryResult, error) {
 	}
 	m.openFor = time.Since(start)
 	time.Sleep(o.settle)
-	if m.openKiB, err = rssKiB(pid); err != nil {
+	if m.openKiB, err = rssKiB(); err != nil {
 		return m, err
 	}
 	for i, c := range conns {
@@ -118,7 +123,7 @@ func measureMemory(o options, through target, pid int) (memoryResult, error) {
 		conns[i] = nil
 	}
 	time.Sleep(o.settle)
-	m.afterKiB, _ = rssKiB(pid)
+	m.afterKiB, _ = rssKiB()
 	return m, nil
 }
 

@@ -19,13 +19,3 @@ func TestPercentile(t *testing.T) {
 		t.Error("percentile of nothing")
 	}
 }
-
-func TestParseVmRSS(t *testing.T) {
-	kib, err := parseVmRSS("Name:\tgetaway\nVmPeak:\t  900 kB\nVmRSS:\t   23964 kB\nThreads:\t7\n")
-	if err != nil || kib != 23964 {
-		t.Fatalf("got %d, %v", kib, err)
-	}
-	if _, err := parseVmRSS("Name:\tx\n"); err == nil {
-		t.Fatal("no VmRSS line accepted")
-	}
-}

@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/apigetaway/getaway/authflow"
+	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/apigetaway/getaway/edge"
 	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
@@ -20,12 +18,12 @@ import (
 )
 
 // runBackend serves a WebSocket echo on 127.0.0.1 until SIGTERM. Its first
-// line on stdout is "listening ADDR".
+// line on stdout is "ADDR host:port" (procs.Listen).
 func runBackend() error {
 	if _, err := raiseFDLimit(40_000); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := procs.Listen()
 	if err != nil {
 		return err
 	}
@@ -49,8 +47,7 @@ func runBackend() error {
 			}
 		}),
 	}
-	fmt.Printf("listening %s\n", ln.Addr())
-	return serveUntilSignal(func() error { return srv.Serve(ln) }, func() error {
+	return procs.ServeUntilSignal(func() error { return srv.Serve(ln) }, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return srv.Shutdown(ctx)
@@ -96,26 +93,7 @@ func runGateway(backendURL string) error {
 	if err != nil {
 		return err
 	}
-	return serveUntilSignal(srv.ListenAndServe, func() error { return srv.Shutdown(context.Background()) })
-}
-
-// serveUntilSignal runs serve until SIGTERM or SIGINT, then shutdown.
-func serveUntilSignal(serve func() error, shutdown func() error) error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
-	served := make(chan error, 1)
-	go func() { served <- serve() }()
-	select {
-	case err := <-served:
-		return err
-	case <-sig:
-		err := shutdown()
-		if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, serr)
-		}
-		return err
-	}
+	return procs.ServeUntilSignal(srv.ListenAndServe, func() error { return srv.Shutdown(context.Background()) })
 }
 
 // raiseFDLimit raises this process's open-file limit to at least want
