@@ -107,6 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Ready:     []edge.ReadinessCheck{{Name: "sessions", Check: store.Ping}},
 		WebSocket: settings.WebSocket,
 		Log:       log.Named("edge"),
+		// Rate limits count across instances on the coordination Redis
+		// (nil without REDIS_URL: per process).
+		RateLimitRedis: coord,
 	}
 	var auth *authflow.Auth
 	if settings.AuthEnabled {
@@ -218,7 +221,8 @@ func reload(proxy *upstream.Proxy, shared *upstream.Shared, path string, log *za
 }
 
 // coordinationClient is the Redis client for what instances coordinate
-// besides sessions: the shared config and notification leases.
+// besides sessions: the shared config, notification leases and rate limit
+// counts.
 func coordinationClient(redisURL string) (rueidis.Client, error) {
 	opt, err := sessioncache.ParseRedisURL(redisURL)
 	if err != nil {

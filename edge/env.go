@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,11 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 		MaxHeaderBytes:  e.integer("MAX_HEADER_BYTES", 16<<10, 1024, 1<<20),
 		MaxBodyBytes:    e.integer("MAX_BODY_BYTES", 1<<20, 1024, 1<<30),
 		MaxConns:        e.integer("MAX_CONNS", 100_000, 1, 10_000_000),
+		// Issue 6: client IP and rate limits.
+		TrustedProxies:      e.trustedProxies("TRUSTED_PROXIES"),
+		AuthRateLimit:       e.rateLimit("AUTH_RATE_LIMIT", RateLimit{Requests: 60, Window: time.Minute}),
+		APIRateLimitPerUser: e.rateLimit("API_RATE_LIMIT_PER_USER", RateLimit{Off: true}),
+		RateLimitMaxKeys:    e.integer("RATE_LIMIT_MAX_KEYS", 100_000, 1_000, 100_000_000),
 	}
 	s.Proxy = upstream.ProxyConfig{
 		SessionCookieName: e.str("SESSION_COOKIE_NAME", "sid"),
@@ -93,6 +99,9 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 			WriteTimeout:       e.seconds("PROXY_WRITE_TIMEOUT_SECONDS", 30*time.Second),
 			MaxConnsPerBackend: e.integer("PROXY_MAX_CONNS_PER_BACKEND", 1024, 1, 1_000_000),
 		},
+		// The proxy's X-Forwarded-For follows the same trusted proxies as
+		// the edge's client IP.
+		ForwardedFor: NewClientIPPolicy(s.Server.TrustedProxies),
 	}
 	s.WebSocket = upstream.WebSocketConfig{
 		MaxMessageBytes: int64(e.integer("WS_MAX_MESSAGE_BYTES", 1<<20, 1, 1<<30)),
@@ -285,6 +294,30 @@ func (e *envReader) boolean(key string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+// trustedProxies parses a comma list of CIDRs and addresses.
+func (e *envReader) trustedProxies(key string) []netip.Prefix {
+	v, _ := e.lookup(key)
+	out, err := ParseTrustedProxies(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %w", key, err))
+	}
+	return out
+}
+
+// rateLimit parses a limit such as "60/m", or "0" for none.
+func (e *envReader) rateLimit(key string, def RateLimit) RateLimit {
+	v, ok := e.lookup(key)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	rl, err := ParseRateLimit(v)
+	if err != nil {
+		e.fail(key, err.Error(), v)
+		return def
+	}
+	return rl
 }
 
 // origins parses a comma list of browser origins (scheme://host[:port]).

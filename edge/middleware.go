@@ -28,10 +28,19 @@ const HeaderRequestID = "X-Request-Id"
 //  4. rejectAmbiguousFraming: a request that could be read two ways is
 //     refused before anything acts on it.
 //  5. cors: preflights are answered here, before authentication, and
-//     credentialed CORS headers are set only for allowed origins.
-//  6. the router: /healthz, /readyz, /api/* (authentication, then the
-//     proxy), and the not-found handler with static files.
+//     credentialed CORS headers are set only for allowed origins (a 429
+//     below gets them too, so an allowed SPA can read it).
+//  6. rateLimitAuth (when AuthRateLimit is on): /auth/* per client IP
+//     (ClientIPPolicy: the peer, or X-Forwarded-For past trusted proxies),
+//     before sign-in does any work; preflights are not counted. The
+//     per-user /api limit is not here: it needs the subject, so serveAPI
+//     applies it after authentication.
+//  7. the router: /healthz, /readyz, /api/* (authentication, the per-user
+//     limit, then the proxy), and the not-found handler with static files.
 func (s *Server) chain(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	if s.limits.auth != nil {
+		h = s.rateLimitAuth(h)
+	}
 	h = s.cors(h)
 	h = rejectAmbiguousFraming(h)
 	h = securityHeaders(h)
@@ -78,6 +87,12 @@ func newRequestIDPrefix() string {
 func requestID(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		id := ctx.Request.Header.Peek(HeaderRequestID)
+		if len(id) > 0 && countRawHeader(ctx.Request.Header.RawHeaders(), requestIDColon) > 1 {
+			// Several ids: Set below would replace the first only, and
+			// the others would reach the backend unchecked.
+			ctx.Request.Header.Del(HeaderRequestID)
+			id = nil
+		}
 		if !validRequestID(id) {
 			var buf [40]byte
 			b := append(buf[:0], requestIDPrefix...)
@@ -154,15 +169,21 @@ func setSecurityHeaders(h *fasthttp.ResponseHeader) {
 	}
 }
 
-var contentLengthColon = []byte("content-length:")
+var (
+	contentLengthColon = []byte("content-length:")
+	requestIDColon     = []byte("x-request-id:")
+)
 
-// rejectAmbiguousFraming answers 400 to a request carrying both
-// Transfer-Encoding and Content-Length (RFC 9112 section 6.3: a smuggling
-// attempt). fasthttp reads such a request as chunked and drops the length;
-// the raw head still shows it.
+// rejectAmbiguousFraming answers 400 to a request that could be read two
+// ways: both Transfer-Encoding and Content-Length (RFC 9112 section 6.3: a
+// smuggling attempt; fasthttp reads it as chunked and drops the length, the
+// raw head still shows it), or a folded header line (obs-fold, RFC 9112
+// section 5.2: fasthttp joins it to the line before, another server may
+// not).
 func rejectAmbiguousFraming(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		if ctx.Request.Header.ContentLength() == -1 && hasRawHeader(ctx.Request.Header.RawHeaders(), contentLengthColon) {
+		raw := ctx.Request.Header.RawHeaders()
+		if (ctx.Request.Header.ContentLength() == -1 && hasRawHeader(raw, contentLengthColon)) || hasFoldedLine(raw) {
 			writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 			ctx.SetConnectionClose()
 			return
@@ -171,9 +192,16 @@ func rejectAmbiguousFraming(next fasthttp.RequestHandler) fasthttp.RequestHandle
 	}
 }
 
-// hasRawHeader reports whether raw (a request head's header lines) has a
-// line starting with name (lower-case, colon included), in any case.
-func hasRawHeader(raw, name []byte) bool {
+// hasFoldedLine reports a header line that starts with a space or a tab.
+func hasFoldedLine(raw []byte) bool {
+	return len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') ||
+		bytes.Contains(raw, []byte("\n ")) || bytes.Contains(raw, []byte("\n\t"))
+}
+
+// countRawHeader counts the lines of raw (a request head's header lines)
+// that start with name (lower-case, colon included), in any case.
+func countRawHeader(raw, name []byte) int {
+	n := 0
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -182,11 +210,15 @@ func hasRawHeader(raw, name []byte) bool {
 			raw = nil
 		}
 		if len(line) >= len(name) && bytes.EqualFold(line[:len(name)], name) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
+
+// hasRawHeader reports whether raw (a request head's header lines) has a
+// line starting with name (lower-case, colon included), in any case.
+func hasRawHeader(raw, name []byte) bool { return countRawHeader(raw, name) > 0 }
 
 const corsMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 

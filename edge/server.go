@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/apigetaway/getaway/upstream"
 	"github.com/fasthttp/router"
+	"github.com/redis/rueidis"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 )
@@ -45,6 +47,22 @@ type Config struct {
 	MaxBodyBytes int
 	// MaxConns caps concurrent client connections. Default 100000.
 	MaxConns int
+	// TrustedProxies (env TRUSTED_PROXIES) are the proxies whose
+	// X-Forwarded-For entries are believed when they are the socket peer
+	// (see ClientIPPolicy). Default none: the client is the peer. Give the
+	// proxy the same list (upstream.ProxyConfig.ForwardedFor).
+	TrustedProxies []netip.Prefix
+	// AuthRateLimit (env AUTH_RATE_LIMIT) caps /auth/* requests per client
+	// IP (IPv6: per /64). The zero value means the default, 60 per minute;
+	// Off turns it off. See ratelimit.go.
+	AuthRateLimit RateLimit
+	// APIRateLimitPerUser (env API_RATE_LIMIT_PER_USER) caps /api/*
+	// requests per authenticated subject. Default off.
+	APIRateLimitPerUser RateLimit
+	// RateLimitMaxKeys (env RATE_LIMIT_MAX_KEYS) caps the keys (client IPs,
+	// subjects) each rate limit tracks in memory, about 150 bytes each.
+	// Default 100000.
+	RateLimitMaxKeys int
 }
 
 func (c Config) withDefaults() Config {
@@ -71,6 +89,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 100_000
+	}
+	if c.AuthRateLimit.IsZero() {
+		c.AuthRateLimit = RateLimit{Requests: 60, Window: time.Minute}
+	}
+	if c.RateLimitMaxKeys == 0 {
+		c.RateLimitMaxKeys = 100_000
 	}
 	return c
 }
@@ -124,6 +148,12 @@ type Deps struct {
 	// WebSocket holds the limits of WebSockets proxied on /api/* (issue 5;
 	// see websocket.go). The zero value means every default.
 	WebSocket upstream.WebSocketConfig
+	// RateLimitRedis, when set, shares the rate limits' counts among the
+	// instances on it (issue 6; see ratelimit.go); their background
+	// senders run until Shutdown. Nil counts per process.
+	RateLimitRedis rueidis.Client
+
+	now func() time.Time // the rate limits' clock; nil is time.Now (tests)
 }
 
 // Server is the gateway's HTTP server.
@@ -136,6 +166,8 @@ type Server struct {
 	allowsOrigin func(origin []byte) bool
 	static       *static
 	ws           *upstream.WebSocketProxy // WebSockets on /api/* (issue 5)
+	clientIP     *ClientIPPolicy          // who the client is (issue 6)
+	limits       *rateLimits              // rate limits (issue 6)
 	handler      fasthttp.RequestHandler
 	srv          *fasthttp.Server
 }
@@ -153,6 +185,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		ready:        deps.Ready,
 		log:          deps.Log,
 		allowsOrigin: OriginPolicy(cfg.AllowedOrigins, deps.Proxy),
+		clientIP:     NewClientIPPolicy(cfg.TrustedProxies),
 	}
 	if s.auth == nil {
 		s.auth = DenyAll
@@ -174,6 +207,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if st == nil {
 		s.log.Info("static files off: no public directory", zap.String("dir", cfg.PublicDir))
 	}
+	// Rate limits (issue 6); their senders run until Shutdown.
+	s.limits = newRateLimits(cfg, deps, s.log.Named("ratelimit"))
 
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -254,6 +289,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { wsDone <- s.ws.Shutdown(ctx) }()
 	err := s.srv.ShutdownWithContext(ctx)
 	err = errors.Join(err, <-wsDone)
+	s.limits.close()
 	s.proxy.Close()
 	return err
 }
@@ -275,6 +311,10 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	}
 	id, ok := s.auth.Authenticate(ctx)
 	if !ok {
+		return
+	}
+	// The per-user limit needs the subject, known only now (issue 6).
+	if !s.allowAPI(ctx, id.Sub) {
 		return
 	}
 	if err := s.proxy.Forward(ctx, &id); err != nil {

@@ -29,10 +29,12 @@ const (
 
 var userHeaderPrefix = []byte("x-user-")
 
-// hopByHop are the connection-scoped headers of RFC 9110 section 7.6.1
-// plus the legacy ones proxies remove (as net/http/httputil does), in the
-// canonical form fasthttp stores them in.
-var hopByHop = [...][]byte{
+// stripped are the headers the proxy removes: first the connection-scoped
+// headers of RFC 9110 section 7.6.1 plus the legacy ones proxies remove (as
+// net/http/httputil does), removed both ways; then, from requests only, the
+// client's claims about where it came from, which only the gateway may make
+// (it sets X-Forwarded-* itself). Names are in fasthttp's canonical form.
+var stripped = [...][]byte{
 	[]byte(fasthttp.HeaderConnection),
 	[]byte("Proxy-Connection"),
 	[]byte(fasthttp.HeaderKeepAlive),
@@ -42,16 +44,28 @@ var hopByHop = [...][]byte{
 	[]byte(fasthttp.HeaderTrailer),
 	[]byte(fasthttp.HeaderTransferEncoding),
 	[]byte(fasthttp.HeaderUpgrade),
+	// Request only, from here on.
+	[]byte(fasthttp.HeaderForwarded),
+	[]byte(fasthttp.HeaderXForwardedFor),
+	[]byte(fasthttp.HeaderXForwardedProto),
+	[]byte(fasthttp.HeaderXForwardedHost),
+	[]byte("X-Real-Ip"),
+	[]byte("X-Client-Ip"),
+	[]byte("True-Client-Ip"),
+	[]byte("Cf-Connecting-Ip"),
 }
 
-const connectionHeader = 0 // index of Connection in hopByHop
+const (
+	connectionHeader = 0 // index of Connection in stripped
+	hopByHopCount    = 9 // stripped[:hopByHopCount] are the hop-by-hop headers
+)
 
-// hopByHopIndex returns the index of name in hopByHop, any letter case, or
-// -1. It switches on the length first: most names are rejected at once.
-func hopByHopIndex(name []byte) int {
+// strippedIndex returns the index of name in stripped[:n], any letter case,
+// or -1. It switches on the length first: most names are rejected at once.
+func strippedIndex(name []byte, n int) int {
 	switch len(name) {
-	case 2, 7, 10, 16, 17, 18, 19:
-		for i, h := range hopByHop {
+	case 2, 7, 9, 10, 11, 14, 15, 16, 17, 18, 19:
+		for i, h := range stripped[:n] {
 			if len(h) == len(name) && bytes.EqualFold(h, name) {
 				return i
 			}
@@ -61,7 +75,7 @@ func hopByHopIndex(name []byte) int {
 }
 
 // headerSet is the part of fasthttp's request and response headers that the
-// hop-by-hop removal needs.
+// removal needs.
 type headerSet interface {
 	Peek(key string) []byte
 	DelBytes(key []byte)
@@ -72,38 +86,39 @@ var (
 	_ headerSet = (*fasthttp.ResponseHeader)(nil)
 )
 
-// hopHeaders records which hop-by-hop headers a message carries.
-type hopHeaders [len(hopByHop)]bool
+// foundHeaders records which of stripped a message carries.
+type foundHeaders [len(stripped)]bool
 
-func (f *hopHeaders) note(name []byte) {
-	if i := hopByHopIndex(name); i >= 0 {
-		f[i] = true
-	}
-}
-
-// removeRequestHopByHop deletes the request's hop-by-hop headers and every
-// header named in its Connection (RFC 9110 section 7.6.1).
-func removeRequestHopByHop(h *fasthttp.RequestHeader) {
-	var found hopHeaders
+// removeRequestHeaders deletes, in every copy, the request's hop-by-hop
+// headers, every header named in its Connection (RFC 9110 section 7.6.1),
+// and the client's forwarding claims. It runs before the gateway sets its
+// own, so Connection cannot name them away.
+func removeRequestHeaders(h *fasthttp.RequestHeader) {
+	var found foundHeaders
 	for k := range h.All() {
-		found.note(k)
+		if i := strippedIndex(k, len(stripped)); i >= 0 {
+			found[i] = true
+		}
 	}
 	removeFound(h, found)
 }
 
-// removeResponseHopByHop is removeRequestHopByHop for a response.
+// removeResponseHopByHop deletes a response's hop-by-hop headers and the
+// headers its Connection names.
 func removeResponseHopByHop(h *fasthttp.ResponseHeader) {
-	var found hopHeaders
+	var found foundHeaders
 	for k := range h.All() {
-		found.note(k)
+		if i := strippedIndex(k, hopByHopCount); i >= 0 {
+			found[i] = true
+		}
 	}
 	removeFound(h, found)
 }
 
-// removeFound deletes the hop-by-hop headers found and the headers the
-// Connection header names. Only what is there is deleted: each deletion
-// costs a key normalisation.
-func removeFound(h headerSet, found hopHeaders) {
+// removeFound deletes the headers found and the headers the Connection
+// header names. Only what is there is deleted: each deletion costs a key
+// normalisation.
+func removeFound(h headerSet, found foundHeaders) {
 	if found[connectionHeader] {
 		if v := h.Peek(fasthttp.HeaderConnection); namesOtherHeaders(v) {
 			// Deleting reorders the stored headers under Peek's result:
@@ -121,7 +136,7 @@ func removeFound(h headerSet, found hopHeaders) {
 	}
 	for i, ok := range found {
 		if ok {
-			h.DelBytes(hopByHop[i])
+			h.DelBytes(stripped[i])
 		}
 	}
 }
@@ -132,7 +147,7 @@ func namesOtherHeaders(v []byte) bool {
 	for len(v) > 0 {
 		var name []byte
 		name, v = nextToken(v)
-		if len(name) > 0 && hopByHopIndex(name) < 0 &&
+		if len(name) > 0 && strippedIndex(name, hopByHopCount) < 0 &&
 			!bytes.EqualFold(name, []byte("close")) && !bytes.EqualFold(name, []byte("keep-alive")) {
 			return true
 		}

@@ -44,7 +44,7 @@ func TestRemoveRequestHopByHop(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req := parseRequestHead(t, tc.head)
-			removeRequestHopByHop(&req.Header)
+			removeRequestHeaders(&req.Header)
 			for _, k := range tc.gone {
 				assert.Empty(t, req.Header.Peek(k), k)
 			}

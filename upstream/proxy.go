@@ -34,6 +34,18 @@ type ProxyConfig struct {
 	// Observer, when set, hears of every exchange's outcome per backend:
 	// the passive health signal. Its methods run on the hot path.
 	Observer BackendObserver `yaml:"-"`
+	// ForwardedFor decides the X-Forwarded-For sent to backends (issue 6:
+	// trusted proxies; edge.ClientIPPolicy). Nil sends the socket peer's
+	// address alone: the client's own header is never believed.
+	ForwardedFor ForwardedForPolicy `yaml:"-"`
+}
+
+// ForwardedForPolicy builds the X-Forwarded-For of a proxied request. It
+// runs on the hot path and must not allocate.
+type ForwardedForPolicy interface {
+	// AppendForwardedFor appends the header's value for ctx's request to
+	// dst and returns the extended slice.
+	AppendForwardedFor(dst []byte, ctx *fasthttp.RequestCtx) []byte
 }
 
 // BackendObserver learns from the proxy whether a backend could be
@@ -74,6 +86,7 @@ type Proxy struct {
 	pool       *Pool
 	cookieName string
 	observer   BackendObserver
+	fwdFor     ForwardedForPolicy // nil: the peer alone
 	log        *zap.Logger
 
 	applyMu sync.Mutex // serialises Apply so versions are handed out in order
@@ -93,6 +106,7 @@ func NewProxy(cfg ProxyConfig, f *File, log *zap.Logger) (*Proxy, error) {
 		pool:       NewPool(cfg.Pool),
 		cookieName: cfg.SessionCookieName,
 		observer:   cfg.Observer,
+		fwdFor:     cfg.ForwardedFor,
 		log:        log,
 	}
 	p.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
@@ -177,7 +191,15 @@ func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backen
 
 	// Forwarding headers are computed before the client's Host is replaced.
 	bufp := p.scratch.Get().(*[]byte)
-	buf := appendClientIP((*bufp)[:0], ctx)
+	var buf []byte
+	if p.fwdFor != nil {
+		buf = p.fwdFor.AppendForwardedFor((*bufp)[:0], ctx)
+	} else {
+		buf = appendClientIP((*bufp)[:0], ctx)
+	}
+	// Every client copy of the hop-by-hop and forwarding headers goes
+	// first (Set would replace only the first copy), then the gateway's.
+	removeRequestHeaders(h)
 	h.SetBytesV(fasthttp.HeaderXForwardedFor, buf)
 	if ctx.IsTLS() {
 		h.Set(fasthttp.HeaderXForwardedProto, "https")
@@ -185,13 +207,12 @@ func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backen
 		h.Set(fasthttp.HeaderXForwardedProto, "http")
 	}
 	h.SetBytesV(fasthttp.HeaderXForwardedHost, h.Host())
-	h.Del(fasthttp.HeaderForwarded)
 
-	removeRequestHopByHop(h)
 	setIdentity(h, id)
 	h.DelCookie(p.cookieName)
 	if route.ForwardAccessToken && id != nil && id.AccessToken != "" {
 		buf = append(append(buf[:0], "Bearer "...), id.AccessToken...)
+		h.Del(fasthttp.HeaderAuthorization) // every client copy
 		h.SetBytesV(fasthttp.HeaderAuthorization, buf)
 	}
 
@@ -271,19 +292,38 @@ func stripAPI(target []byte) (rest []byte, ok bool) {
 }
 
 // hasDotSegmentOrNUL reports a "." or ".." path segment, written plainly or
-// with %2e, or a %00 anywhere in path.
+// with %2e, or a %00 anywhere in path. Segments are split at "/" and also at
+// what some backends take for one: "\", %2F and %5C, so "..%2f" cannot
+// climb out of the routed prefix on a backend that decodes it.
 func hasDotSegmentOrNUL(path []byte) bool {
-	for seg := range bytes.SplitSeq(path, []byte{'/'}) {
-		if isDotSegment(seg) {
+	start := 0
+	for i := 0; i <= len(path); {
+		sep := 0
+		switch {
+		case i == len(path):
+			sep = 1
+		case path[i] == '/' || path[i] == '\\':
+			sep = 1
+		case path[i] == '%' && i+2 < len(path) &&
+			((path[i+1] == '2' && (path[i+2] == 'f' || path[i+2] == 'F')) ||
+				(path[i+1] == '5' && (path[i+2] == 'c' || path[i+2] == 'C'))):
+			sep = 3
+		case path[i] == '%' && i+2 < len(path) && path[i+1] == '0' && path[i+2] == '0':
+			return true
+		case path[i] == 0:
 			return true
 		}
-	}
-	for i := 0; i+2 < len(path); i++ {
-		if path[i] == '%' && path[i+1] == '0' && path[i+2] == '0' {
+		if sep == 0 {
+			i++
+			continue
+		}
+		if isDotSegment(path[start:i]) {
 			return true
 		}
+		i += sep
+		start = i
 	}
-	return bytes.IndexByte(path, 0) >= 0
+	return false
 }
 
 func isDotSegment(seg []byte) bool {

@@ -36,6 +36,12 @@ func TestStripAPI(t *testing.T) {
 		{"/api/.%2e", "", false},
 		{"/api/%2e/x", "", false},
 		{"/api/x%00y", "", false},
+		{"/api/v2/..%2fsecret", "", false},
+		{"/api/v2/..%2Fsecret", "", false},
+		{"/api/v2/..%5Csecret", "", false},
+		{"/api/v2/..\\..\\secret", "", false},
+		{"/api/v2/%2e%2e%5csecret", "", false},
+		{"/api/a%2Fb%5Cc", "/a%2Fb%5Cc", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.target, func(t *testing.T) {
@@ -61,7 +67,8 @@ func FuzzStripAPI(f *testing.F) {
 			t.Fatalf("%q: result %q does not start with /", target, rest)
 		}
 		path, _, _ := strings.Cut(string(rest), "?")
-		for _, seg := range strings.Split(path, "/") {
+		seps := strings.NewReplacer("\\", "/", "%2f", "/", "%2F", "/", "%5c", "/", "%5C", "/")
+		for _, seg := range strings.Split(seps.Replace(path), "/") {
 			decoded := strings.NewReplacer("%2e", ".", "%2E", ".").Replace(seg)
 			if decoded == "." || decoded == ".." {
 				t.Fatalf("%q: dot segment %q passed", target, seg)
