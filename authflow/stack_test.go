@@ -78,6 +78,8 @@ type stackOptions struct {
 	instances   int
 	// stores returns the store of instance i; nil: one shared Memory store.
 	stores func(t *testing.T, i int) sessioncache.Store
+	// backendURL is the default backend; empty: a recording HTTP backend.
+	backendURL string
 }
 
 func startStack(t *testing.T, o stackOptions) *stack {
@@ -88,7 +90,12 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	idp, err := testidp.Start(testidp.Options{AccessTokenTTL: o.accessTTL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = idp.Close() })
-	s := &stack{idp: idp, backend: startBackend(t)}
+	s := &stack{idp: idp}
+	if o.backendURL != "" {
+		s.backend = &backend{URL: o.backendURL}
+	} else {
+		s.backend = startBackend(t)
+	}
 	if o.stores == nil {
 		mem, err := sessioncache.NewMemory(sessioncache.Config{})
 		require.NoError(t, err)

@@ -81,28 +81,9 @@ func (b *wsBackend) header(k string) string {
 // startWSStack is startStack with a WebSocket backend behind every gateway.
 func startWSStack(t *testing.T, o stackOptions) (*stack, *wsBackend) {
 	t.Helper()
-	if o.instances == 0 {
-		o.instances = 1
-	}
-	idp, err := testidp.Start(testidp.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = idp.Close() })
 	wsb := startWSBackend(t)
-	s := &stack{idp: idp, backend: &backend{URL: wsb.URL}}
-	if o.stores == nil {
-		mem, err := sessioncache.NewMemory(sessioncache.Config{})
-		require.NoError(t, err)
-		t.Cleanup(mem.Close)
-		o.stores = func(*testing.T, int) sessioncache.Store { return mem }
-	}
-	for i := 0; i < o.instances; i++ {
-		store := o.stores(t, i)
-		if i == 0 {
-			s.store = store
-		}
-		s.gws = append(s.gws, startGateway(t, idp, s.backend, store, o))
-	}
-	return s, wsb
+	o.backendURL = wsb.URL
+	return startStack(t, o), wsb
 }
 
 // dialWS opens a socket to gw's path with the session cookie sid ("" for
