@@ -2,13 +2,10 @@ package authflow_test
 
 import (
 	"context"
-	"errors"
+	"github.com/apigetaway/getaway/upstream/wsecho"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,60 +25,10 @@ import (
 // /api request, and the socket is closed (1008) when the session ends on
 // any instance.
 
-// wsBackend is a WebSocket echo server on loopback that counts upgrade
-// attempts, keeps the last handshake's headers and records the close
-// frames it receives.
-type wsBackend struct {
-	URL      string
-	attempts atomic.Int64
-	closes   chan *websocket.CloseError
-	mu       sync.Mutex
-	last     http.Header
-}
-
-func startWSBackend(t *testing.T) *wsBackend {
-	t.Helper()
-	b := &wsBackend{closes: make(chan *websocket.CloseError, 16)}
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.attempts.Add(1)
-		b.mu.Lock()
-		b.last = r.Header.Clone()
-		b.mu.Unlock()
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			typ, msg, err := c.ReadMessage()
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
-					b.closes <- ce
-				}
-				return
-			}
-			if c.WriteMessage(typ, msg) != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
-	b.URL = srv.URL
-	return b
-}
-
-func (b *wsBackend) header(k string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.last.Get(k)
-}
-
 // startWSStack is startStack with a WebSocket backend behind every gateway.
-func startWSStack(t *testing.T, o stackOptions) (*stack, *wsBackend) {
+func startWSStack(t *testing.T, o stackOptions) (*stack, *wsecho.Server) {
 	t.Helper()
-	wsb := startWSBackend(t)
+	wsb := wsecho.Start(t)
 	o.backendURL = wsb.URL
 	return startStack(t, o), wsb
 }
@@ -146,11 +93,11 @@ func TestWebSocketSignedIn(t *testing.T) {
 	})
 	require.Equal(t, http.StatusSwitchingProtocols, status, body)
 	wsEcho(t, c, "hello")
-	assert.Equal(t, s.idp.Email(), wsb.header("X-User-Email"))
-	assert.NotEmpty(t, wsb.header("X-User-Sub"))
-	assert.NotEmpty(t, wsb.header("X-User-Name"))
-	assert.NotContains(t, wsb.header("Cookie"), "sid=", "the session cookie reached the backend")
-	assert.Contains(t, wsb.header("Cookie"), "theme=dark")
+	assert.Equal(t, s.idp.Email(), wsb.Header("X-User-Email"))
+	assert.NotEmpty(t, wsb.Header("X-User-Sub"))
+	assert.NotEmpty(t, wsb.Header("X-User-Name"))
+	assert.NotContains(t, wsb.Header("Cookie"), "sid=", "the session cookie reached the backend")
+	assert.Contains(t, wsb.Header("Cookie"), "theme=dark")
 
 	// The gateway's own origin, and no Origin at all (not a browser), pass.
 	for _, h := range []http.Header{{"Origin": {gw.URL}}, nil} {
@@ -158,7 +105,7 @@ func TestWebSocketSignedIn(t *testing.T) {
 		require.Equal(t, http.StatusSwitchingProtocols, status, body)
 		wsEcho(t, c, "ok")
 	}
-	attempts := wsb.attempts.Load()
+	attempts := wsb.Attempts.Load()
 
 	t.Run("refused before the backend", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -181,7 +128,7 @@ func TestWebSocketSignedIn(t *testing.T) {
 				assert.JSONEq(t, tc.wantBody, body)
 			})
 		}
-		assert.Equal(t, attempts, wsb.attempts.Load(), "a refused upgrade reached the backend")
+		assert.Equal(t, attempts, wsb.Attempts.Load(), "a refused upgrade reached the backend")
 	})
 }
 
@@ -217,12 +164,7 @@ func TestWebSocketEndsWithTheSession(t *testing.T) {
 		ce := awaitClose(t, c, loggedOut, time.Second)
 		assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
 		assert.Equal(t, "session ended", ce.Text)
-		select {
-		case ce := <-wsb.closes:
-			assert.Equal(t, websocket.ClosePolicyViolation, ce.Code, "the backend is told too")
-		case <-time.After(5 * time.Second):
-			t.Fatal("the backend got no close frame")
-		}
+		assert.Equal(t, websocket.ClosePolicyViolation, wsb.NextClose(t).Code, "the backend is told too")
 		wsEcho(t, keep, "another session's socket stays open")
 
 		// The ended session cannot open a new socket.

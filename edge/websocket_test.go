@@ -12,11 +12,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/apigetaway/getaway/upstream"
+	"github.com/apigetaway/getaway/upstream/wsecho"
 	"github.com/fasthttp/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,71 +27,6 @@ import (
 // WebSockets through the whole gateway (issue 5): a real client, the edge
 // server with its middleware, and a real WebSocket backend, on loopback.
 // The relay itself is tested in upstream; sign-in in authflow.
-
-// wsEchoBackend is a WebSocket server (net/http, one goroutine per
-// connection) that counts upgrade attempts, keeps the last handshake,
-// echoes messages and records the close frames it receives.
-type wsEchoBackend struct {
-	URL      string
-	attempts atomic.Int64
-	closes   chan *websocket.CloseError
-
-	mu   sync.Mutex
-	last http.Header
-}
-
-func startWSEchoBackend(t testing.TB) *wsEchoBackend {
-	t.Helper()
-	b := &wsEchoBackend{closes: make(chan *websocket.CloseError, 64)}
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.attempts.Add(1)
-		b.mu.Lock()
-		b.last = r.Header.Clone()
-		b.mu.Unlock()
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			typ, msg, err := c.ReadMessage()
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
-					select {
-					case b.closes <- ce:
-					default:
-					}
-				}
-				return
-			}
-			if c.WriteMessage(typ, msg) != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
-	b.URL = srv.URL
-	return b
-}
-
-func (b *wsEchoBackend) header(k string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.last.Get(k)
-}
-
-func (b *wsEchoBackend) nextClose(t testing.TB) *websocket.CloseError {
-	t.Helper()
-	select {
-	case ce := <-b.closes:
-		return ce
-	case <-time.After(5 * time.Second):
-		t.Fatal("the backend received no close frame")
-		return nil
-	}
-}
 
 func withWebSocket(cfg upstream.WebSocketConfig) gatewayOption {
 	return func(o *gatewayOpts) { o.deps.WebSocket = cfg }
@@ -126,7 +61,7 @@ func echo(t testing.TB, c *websocket.Conn, msg string) {
 }
 
 func TestWebSocketThroughGateway(t *testing.T) {
-	be := startWSEchoBackend(t)
+	be := wsecho.Start(t)
 	gw := startGateway(t, defaultBackendYAML(be.URL))
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, EnableCompression: true}
 	c, resp, err := d.Dial(gw.wsURL("/api/live?x=1"), http.Header{
@@ -140,22 +75,22 @@ func TestWebSocketThroughGateway(t *testing.T) {
 	assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	assert.NotEmpty(t, resp.Header.Get(HeaderRequestID), "the 101 carries the request id")
 	assert.Empty(t, resp.Header.Get("Sec-Websocket-Extensions"), "compression is not negotiated")
-	assert.Equal(t, testUser.Email, be.header("X-User-Email"))
-	assert.Equal(t, testUser.Sub, be.header("X-User-Sub"))
-	assert.Equal(t, "theme=dark", be.header("Cookie"))
-	assert.Equal(t, resp.Header.Get(HeaderRequestID), be.header(HeaderRequestID))
+	assert.Equal(t, testUser.Email, be.Header("X-User-Email"))
+	assert.Equal(t, testUser.Sub, be.Header("X-User-Sub"))
+	assert.Equal(t, "theme=dark", be.Header("Cookie"))
+	assert.Equal(t, resp.Header.Get(HeaderRequestID), be.Header(HeaderRequestID))
 	assert.Equal(t, 1, gw.Server.ws.Open())
 }
 
 func TestWebSocketOnlyUnderAPI(t *testing.T) {
-	be := startWSEchoBackend(t)
+	be := wsecho.Start(t)
 	gw := startGateway(t, defaultBackendYAML(be.URL))
 	for _, path := range []string{"/ws", "/apix", "/healthz", "/auth/login"} {
 		c, status, _ := dialWS(t, gw.wsURL(path), nil)
 		assert.Nil(t, c, path)
 		assert.NotEqual(t, http.StatusSwitchingProtocols, status, path)
 	}
-	assert.Zero(t, be.attempts.Load(), "only /api/* upgrades are proxied")
+	assert.Zero(t, be.Attempts.Load(), "only /api/* upgrades are proxied")
 }
 
 func TestWebSocketRefusedBeforeTheBackend(t *testing.T) {
@@ -177,22 +112,22 @@ func TestWebSocketRefusedBeforeTheBackend(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			be := startWSEchoBackend(t)
+			be := wsecho.Start(t)
 			gw := startGateway(t, defaultBackendYAML(be.URL), withAuth(tc.auth),
 				withConfig(func(c *Config) { c.AllowedOrigins = []string{allowed} }))
 			c, status, body := dialWS(t, gw.wsURL("/api/live"), tc.header)
 			require.Equal(t, tc.wantStatus, status, body)
 			if tc.wantStatus != http.StatusSwitchingProtocols {
 				assert.JSONEq(t, tc.wantBody, body)
-				assert.Zero(t, be.attempts.Load(), "the backend saw a refused upgrade")
+				assert.Zero(t, be.Attempts.Load(), "the backend saw a refused upgrade")
 				return
 			}
 			echo(t, c, "ok")
-			assert.Equal(t, int64(1), be.attempts.Load())
+			assert.Equal(t, int64(1), be.Attempts.Load())
 		})
 	}
 	t.Run("origin of the gateway itself", func(t *testing.T) {
-		be := startWSEchoBackend(t)
+		be := wsecho.Start(t)
 		gw := startGateway(t, defaultBackendYAML(be.URL))
 		c, status, body := dialWS(t, gw.wsURL("/api/live"), http.Header{"Origin": {gw.URL}})
 		require.Equal(t, http.StatusSwitchingProtocols, status, body)
@@ -205,7 +140,7 @@ func TestWebSocketBackendFailures(t *testing.T) {
 	require.NoError(t, err)
 	dead := "http://" + ln.Addr().String()
 	require.NoError(t, ln.Close())
-	live := startWSEchoBackend(t)
+	live := wsecho.Start(t)
 
 	gw := startGateway(t, fmt.Sprintf("defaultBackend: %q\nmappings:\n  - frontendHost: live.test\n    backend: %q\n", dead, live.URL))
 	for range 3 {
@@ -272,7 +207,7 @@ func TestWebSocketBackendFailures(t *testing.T) {
 }
 
 func TestWebSocketGracefulShutdown(t *testing.T) {
-	be := startWSEchoBackend(t)
+	be := wsecho.Start(t)
 	gw := startGateway(t, defaultBackendYAML(be.URL))
 	const n = 3
 	codes := make(chan int, n)
@@ -296,7 +231,7 @@ func TestWebSocketGracefulShutdown(t *testing.T) {
 	assert.Less(t, time.Since(start), 3*time.Second)
 	for range n {
 		assert.Equal(t, websocket.CloseGoingAway, <-codes)
-		assert.Equal(t, websocket.CloseGoingAway, be.nextClose(t).Code)
+		assert.Equal(t, websocket.CloseGoingAway, be.NextClose(t).Code)
 	}
 	assert.Zero(t, gw.Server.ws.Open())
 	_, err := net.DialTimeout("tcp", gw.Addr, time.Second)
@@ -308,7 +243,7 @@ func TestWebSocketGracefulShutdown(t *testing.T) {
 // goroutine count back to where it was before.
 func TestWebSocketThousandSockets(t *testing.T) {
 	const sockets, messages = 1000, 5
-	be := startWSEchoBackend(t)
+	be := wsecho.Start(t)
 	gw := startLoadGateway(t, defaultBackendYAML(be.URL))
 
 	// One socket first, so that the servers' own goroutines (accept loops,
@@ -408,7 +343,7 @@ func startLoadGateway(t testing.TB, configYAML string) *gateway {
 // directly to the backend and through the gateway (authentication stubbed,
 // every middleware on), side by side, for a small and a larger message.
 func BenchmarkWebSocketRoundTrip(b *testing.B) {
-	be := startWSEchoBackend(b)
+	be := wsecho.Start(b)
 	gw := startGateway(b, defaultBackendYAML(be.URL))
 	targets := []struct{ name, url string }{
 		{"direct", "ws" + strings.TrimPrefix(be.URL, "http") + "/live"},
