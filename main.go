@@ -143,13 +143,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer func() { stopBG(); wg.Wait() }()
 	wg.Add(1)
 	go func() { defer wg.Done(); checker.Run(bg) }()
-	var shared *upstream.Shared
+	var publisher edge.ConfigPublisher = proxy // this instance only
 	if coord != nil {
-		shared = upstream.NewShared(coord, proxy, upstream.SharedOptions{Applied: resync}, log.Named("configsync"))
-		deps.Admin.Publisher = shared
+		shared := upstream.NewShared(coord, proxy, upstream.SharedOptions{Applied: resync}, log.Named("configsync"))
+		publisher = shared
 		wg.Add(1)
 		go func() { defer wg.Done(); shared.Run(bg) }()
 	}
+	deps.Admin.Publisher = publisher
 	srv, err := edge.New(settings.Server, deps)
 	if err != nil {
 		log.Error("cannot build server", zap.Error(err))
@@ -172,7 +173,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				if f := reload(proxy, shared, settings.ConfigPath, log); f != nil {
+				if f := reload(publisher, settings.ConfigPath, log); f != nil {
 					resync(f)
 				}
 				continue
@@ -201,16 +202,12 @@ func openStore(settings *edge.Settings, log *zap.Logger) (sessioncache.Store, er
 // reload re-reads the config file (SIGHUP) and puts it in force, on every
 // instance when they share Redis; a bad file is logged and the config in
 // force stays.
-func reload(proxy *upstream.Proxy, shared *upstream.Shared, path string, log *zap.Logger) *upstream.File {
+func reload(publisher edge.ConfigPublisher, path string, log *zap.Logger) *upstream.File {
 	f, err := upstream.LoadFile(path)
 	if err == nil {
-		if shared != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = shared.Publish(ctx, f)
-			cancel()
-		} else {
-			_, err = proxy.Apply(f)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = publisher.Publish(ctx, f)
+		cancel()
 	}
 	if err != nil {
 		log.Error("config reload refused, previous config stays in force", zap.Error(err))

@@ -31,13 +31,13 @@ type AdminDeps struct {
 	// Applied, when set, is called after a new config is in force here
 	// (health check resync).
 	Applied func(f *upstream.File)
-	// Publisher, when set, makes a change the config of every instance
-	// sharing one Redis (upstream.Shared) instead of this one only.
+	// Publisher puts a change in force: upstream.Shared on every instance
+	// sharing one Redis; nil means this instance only (Proxy.Publish).
 	Publisher ConfigPublisher
 }
 
-// ConfigPublisher applies a config on every gateway instance, or refuses
-// with upstream.ErrConflict when another instance published first.
+// ConfigPublisher puts a config in force, or refuses with
+// upstream.ErrConflict when another instance published first.
 type ConfigPublisher interface {
 	Publish(ctx context.Context, f *upstream.File) (int64, error)
 }
@@ -57,6 +57,9 @@ func (s *Server) registerAdmin(r *router.Router, deps AdminDeps) {
 	}
 	if deps.MaxConfigBytes == 0 {
 		deps.MaxConfigBytes = 1 << 20
+	}
+	if deps.Publisher == nil {
+		deps.Publisher = s.proxy
 	}
 	a := &admin{deps: deps, proxy: s.proxy, log: s.log.Named("admin")}
 	r.GET("/admin/config", a.guard(a.getConfig))
@@ -143,29 +146,17 @@ func (a *admin) reload(ctx *fasthttp.RequestCtx, who string) {
 // the change is in force, so a refused change leaves it alone; a read-only
 // file is reported as "persisted": false.
 func (a *admin) apply(ctx *fasthttp.RequestCtx, who string, old, f *upstream.File, persist bool) {
-	var version uint64
-	if a.deps.Publisher != nil {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		v, err := a.deps.Publisher.Publish(c, f)
-		cancel()
-		switch {
-		case errors.Is(err, upstream.ErrConflict):
-			writeJSON(ctx, fasthttp.StatusConflict, []byte(`{"error":"conflict","message":"another instance changed the config meanwhile: GET it again"}`))
-			return
-		case err != nil:
-			a.log.Error("config not published", zap.Error(err))
-			writeJSON(ctx, fasthttp.StatusServiceUnavailable, []byte(`{"error":"unavailable"}`))
-			return
-		}
-		version = uint64(v)
-	} else {
-		r, err := a.proxy.Apply(f)
-		if err != nil {
-			a.log.Error("config not applied", zap.Error(err))
-			writeJSON(ctx, fasthttp.StatusInternalServerError, bodyInternal)
-			return
-		}
-		version = r.Version
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	version, err := a.deps.Publisher.Publish(c, f)
+	cancel()
+	switch {
+	case errors.Is(err, upstream.ErrConflict):
+		writeJSON(ctx, fasthttp.StatusConflict, []byte(`{"error":"conflict","message":"another instance changed the config meanwhile: GET it again"}`))
+		return
+	case err != nil:
+		a.log.Error("config not put in force", zap.Error(err))
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, []byte(`{"error":"unavailable"}`))
+		return
 	}
 	var persisted *bool
 	if persist {
@@ -180,7 +171,7 @@ func (a *admin) apply(ctx *fasthttp.RequestCtx, who string, old, f *upstream.Fil
 		}
 		persisted = &ok
 	}
-	a.log.Info("config changed", zap.String("by", who), zap.Uint64("version", version), zap.String("diff", upstream.Diff(old, f)))
+	a.log.Info("config changed", zap.String("by", who), zap.Int64("version", version), zap.String("diff", upstream.Diff(old, f)))
 	if a.deps.Applied != nil {
 		a.deps.Applied(f)
 	}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -142,6 +143,17 @@ func (p *Proxy) Apply(f *File) (*Routing, error) {
 	p.routing.Store(r)
 	p.pool.Retain(urls)
 	return r, nil
+}
+
+// Publish applies f on this instance only: the publisher of a gateway that
+// shares no config (Shared.Publish is the one of instances on one Redis).
+// It returns the new routing version.
+func (p *Proxy) Publish(_ context.Context, f *File) (int64, error) {
+	r, err := p.Apply(f)
+	if err != nil {
+		return 0, err
+	}
+	return int64(r.Version), nil
 }
 
 // Routing returns the routing in force.
