@@ -24,12 +24,15 @@ var (
 
 // statusOf maps an error from the proxy path to the client's status and
 // body. It is the only place that does: 400 for a request that must not be
-// forwarded, 404 for no route, 504 for every timeout (answer, dial or a
-// full pool), 502 for anything else the backend exchange did.
+// forwarded and for a request body the client sent broken (a timeout
+// reading it included: the client's, not the backend's), 404 for no route,
+// 504 for every timeout (answer, dial or a full pool), 502 for anything else
+// the backend exchange did.
 func statusOf(err error) (int, []byte) {
 	var netErr net.Error
 	switch {
-	case errors.Is(err, upstream.ErrBadPath):
+	case errors.Is(err, upstream.ErrBadPath),
+		errors.Is(err, upstream.ErrBadRequestBody):
 		return fasthttp.StatusBadRequest, bodyBadRequest
 	case errors.Is(err, upstream.ErrNoRoute):
 		return fasthttp.StatusNotFound, bodyNotFound
@@ -57,6 +60,11 @@ func (s *Server) failProxy(ctx *fasthttp.RequestCtx, err error) {
 	// The backend's partial response, if any, must not leak through.
 	ctx.Response.Reset()
 	writeJSON(ctx, status, body)
+	if errors.Is(err, upstream.ErrBadRequestBody) {
+		// Where the body ends, and so where the next request starts,
+		// is unknown.
+		ctx.SetConnectionClose()
+	}
 	if status >= 500 {
 		if ce := s.log.Check(zap.WarnLevel, "proxy request failed"); ce != nil {
 			ce.Write(zap.Int("status", status), zap.ByteString("request_id", ctx.Response.Header.Peek(HeaderRequestID)), zap.Error(err))

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"errors"
 	"net"
 
 	"github.com/valyala/fasthttp"
@@ -160,6 +161,64 @@ func namesOtherHeaders(v []byte) bool {
 func nextToken(list []byte) (token, rest []byte) {
 	token, rest, _ = bytes.Cut(list, []byte{','})
 	return bytes.TrimSpace(token), rest
+}
+
+// errTrailerLeft is returned if a trailer field survives dropTrailers,
+// which fasthttp's header API does not let happen today: the request then
+// fails rather than carry it.
+var errTrailerLeft = errors.New("upstream: a request trailer field could not be removed")
+
+// dropTrailers removes the fields of a request's trailer section and the
+// names its Trailer header announced, keeping the header section's own
+// fields. The proxy never forwards request trailers (issue 6): fasthttp
+// writes the trailer fields it parsed after the last chunk, and a backend
+// may read them as headers (fasthttp's Peek falls back to them), so a
+// client's x-user-* or X-Forwarded-For there would pass for the gateway's.
+//
+// It runs before the request is rewritten (for a body already read) and
+// when a streamed body ends, after the head went out. Without trailers it
+// costs two slice checks and no allocation.
+func dropTrailers(h *fasthttp.RequestHeader) error {
+	names := 0
+	for range h.Trailers() {
+		names++
+	}
+	if names == 0 && len(h.TrailerHeader()) == len("\r\n") {
+		return nil
+	}
+	// Rare, so copies are fine. Deleting a name deletes its header
+	// section fields too: keep them aside and put them back.
+	trailerNames := make([][]byte, 0, names)
+	for name := range h.Trailers() {
+		trailerNames = append(trailerNames, append([]byte(nil), name...))
+	}
+	var kept [][2][]byte
+	for k, v := range h.All() {
+		for _, name := range trailerNames {
+			if bytes.EqualFold(k, name) {
+				kept = append(kept, [2][]byte{append([]byte(nil), k...), append([]byte(nil), v...)})
+				break
+			}
+		}
+	}
+	for _, name := range trailerNames {
+		h.DelBytes(name)
+	}
+	if len(h.TrailerHeader()) != len("\r\n") {
+		// A field under no announced name: forgetting the names below
+		// would move it into the header section.
+		return errTrailerLeft
+	}
+	// With the trailer section empty, forgetting the announced names
+	// moves nothing into the header section.
+	h.Del(fasthttp.HeaderTrailer)
+	for _, kv := range kept {
+		h.AddBytesKV(kv[0], kv[1])
+	}
+	for range h.Trailers() {
+		return errTrailerLeft
+	}
+	return nil
 }
 
 // removeUserHeaders deletes every request header whose name starts with

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -23,7 +24,27 @@ var (
 	// request is never forwarded, because the backend could resolve it to
 	// another path than the one it was routed by.
 	ErrBadPath = errors.New("upstream: request path is not canonical")
+	// ErrBadRequestBody means the client's request body could not be read:
+	// invalid chunked framing (a size that is not hex, a chunk longer than
+	// its size, bare LF line ends, ...), a forbidden trailer field, a body
+	// cut short or a read timeout. It is the client's fault, never the
+	// backend's: answer 400 and close the client's connection, whose next
+	// request cannot be found. Forward returns it wrapped, with the cause.
+	//
+	// A chunked body is read up to PrefetchSize before the backend is
+	// contacted, so an error there reaches no backend. Past that, the
+	// backend has the request head and the body's valid prefix: it gets no
+	// byte of the failing read and no end of body, and its connection is
+	// closed, never reused.
+	ErrBadRequestBody = errors.New("upstream: cannot read the request body")
 )
+
+// PrefetchSize is how much of a chunked request body Forward reads before it
+// contacts the backend: a body this small (trailer section included) is
+// checked whole first, so invalid framing reaches no backend. It matches
+// what fasthttp reads of a Content-Length body before calling the handler,
+// and the rest of a longer body streams as it comes.
+const PrefetchSize = 8 << 10
 
 // ProxyConfig configures the HTTP proxy.
 type ProxyConfig struct {
@@ -165,16 +186,47 @@ func (p *Proxy) Close() { p.pool.Close() }
 // Forward proxies ctx's /api request on behalf of id and leaves the
 // backend's response in ctx.Response, its body streaming from the backend.
 // On error nothing useful is in ctx.Response: the caller writes the error
-// status (see ErrNoRoute, ErrBadPath).
+// status (see ErrNoRoute, ErrBadPath, ErrBadRequestBody).
+//
+// Request trailers are never forwarded: the fields of a chunked body's
+// trailer section are dropped, whenever they are read, and so is the
+// Trailer header.
 func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
 	route, b, rest, err := p.route(ctx)
 	if err != nil {
 		return err
 	}
 	req := &ctx.Request
+	body, err := wrapBody(req)
+	if err != nil {
+		return err
+	}
+	// A body read before (buffered, or prefetched to its end) has its
+	// trailer section parsed already: drop it before the rewrite, which
+	// would otherwise see the fields under announced names.
+	if err := dropTrailers(&req.Header); err != nil {
+		if body != nil {
+			_ = req.CloseBodyStream()
+			releaseBodyReader(body)
+		}
+		return err
+	}
 	clientClose := req.Header.ConnectionClose()
 	p.rewriteRequest(ctx, route, b, id, rest)
 	err = b.client.Do(req, &ctx.Response)
+	if body != nil {
+		// Do has written the body, or failed before: either way the
+		// reader is done with.
+		_ = req.CloseBodyStream()
+		if body.err != nil {
+			// The client's fault: the backend is not to blame, whatever
+			// error the failed write left in err.
+			err = fmt.Errorf("%w: %w", ErrBadRequestBody, body.err)
+			releaseBodyReader(body)
+			return err
+		}
+		releaseBodyReader(body)
+	}
 	if p.observer != nil {
 		switch {
 		case err == nil:
@@ -195,6 +247,121 @@ func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
 		ctx.Response.SetConnectionClose()
 	}
 	return nil
+}
+
+// bodyReader stands between the client's streamed request body and the
+// backend request (issue 6). It tells the client's read errors from the
+// backend's, withholds the bytes of a failing read, drops the trailer
+// section once the body ends, and serves first what was prefetched of a
+// chunked body.
+type bodyReader struct {
+	r    io.Reader // the client's body, as fasthttp's server streams it
+	h    *fasthttp.RequestHeader
+	size int // the Content-Length, or -1 for a chunked body
+	n    int // bytes read from r
+
+	buf []byte // prefetched bytes of a chunked body; capacity PrefetchSize
+	off int    // next byte of buf to serve
+
+	eof bool  // r ended, its trailer section dropped
+	err error // the first error reading the client's body
+}
+
+var bodyReaders = sync.Pool{New: func() any { return new(bodyReader) }}
+
+// wrapBody puts a bodyReader in front of req's streamed body and, for a
+// chunked one, reads its first PrefetchSize bytes. It returns nil for a
+// request without a streamed body (nothing to read: no allocation, no
+// work), and ErrBadRequestBody if the prefetch fails.
+func wrapBody(req *fasthttp.Request) (*bodyReader, error) {
+	size := req.Header.ContentLength()
+	if !req.IsBodyStream() || size == 0 {
+		return nil, nil
+	}
+	br := bodyReaders.Get().(*bodyReader)
+	br.r, br.h, br.size = req.BodyStream(), &req.Header, size
+	if size < 0 {
+		if err := br.prefetch(); err != nil {
+			releaseBodyReader(br)
+			return nil, err
+		}
+	}
+	// SetBodyStream leaves the server's own stream to the server, which
+	// drains what is left of it (or closes the connection) as before.
+	req.SetBodyStream(br, size)
+	return br, nil
+}
+
+func releaseBodyReader(br *bodyReader) {
+	if br == nil {
+		return
+	}
+	*br = bodyReader{buf: br.buf[:0]}
+	bodyReaders.Put(br)
+}
+
+// prefetch fills buf from the body, up to PrefetchSize or the body's end.
+func (br *bodyReader) prefetch() error {
+	if cap(br.buf) < PrefetchSize {
+		br.buf = make([]byte, 0, PrefetchSize)
+	}
+	buf := br.buf[:PrefetchSize]
+	filled := 0
+	for filled < len(buf) {
+		n, err := br.account(br.r.Read(buf[filled:]))
+		filled += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if br.err != nil {
+				return fmt.Errorf("%w: %w", ErrBadRequestBody, br.err)
+			}
+			return err
+		}
+	}
+	br.buf = buf[:filled]
+	return nil
+}
+
+// Read serves the prefetched bytes, then the rest of the client's body.
+func (br *bodyReader) Read(p []byte) (int, error) {
+	if br.off < len(br.buf) {
+		n := copy(p, br.buf[br.off:])
+		br.off += n
+		return n, nil
+	}
+	switch {
+	case br.err != nil:
+		return 0, br.err
+	case br.eof:
+		return 0, io.EOF
+	}
+	return br.account(br.r.Read(p))
+}
+
+// account records the outcome of one read of the client's body. A failing
+// read gives nothing: its bytes may be those of a broken chunk, and the
+// backend must get none of them.
+func (br *bodyReader) account(n int, err error) (int, error) {
+	br.n += n
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF && br.size >= 0 && br.n < br.size:
+		err = io.ErrUnexpectedEOF // the client stopped short of its Content-Length
+	case err == io.EOF:
+		// The trailer section of a chunked body has just been parsed
+		// into the request header: drop it before fasthttp writes it
+		// after the last chunk.
+		if err := dropTrailers(br.h); err != nil {
+			return 0, err // not the client's fault: a backend error, 502
+		}
+		br.eof = true
+		return n, io.EOF
+	}
+	br.err = err
+	return 0, err
 }
 
 // rewriteRequest turns the client's request into the backend's, in place.
