@@ -674,6 +674,15 @@ var spoofCases = []attack{
 		status: []int{http.StatusOK, http.StatusBadRequest}, hits: -1, check: identityIfForwarded,
 	},
 	{
+		// Past the first 8 KiB the body streams: the trailer is read
+		// after the head went to the backend.
+		name: "x-user-email in the trailer of a body longer than the prefetch",
+		raw: "POST /api/spoof HTTP/1.1\r\nHost: {host}\r\nCookie: sid={sid}\r\nTrailer: X-User-Email\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+			fmt.Sprintf("%x\r\n%s\r\n", upstream.PrefetchSize+1024, strings.Repeat("a", upstream.PrefetchSize+1024)) +
+			"5\r\nhello\r\n0\r\nX-User-Email: " + atkEvil + "@attacker.test\r\nX-User-Role: " + atkEvil + "\r\n\r\n",
+		status: []int{http.StatusOK, http.StatusBadRequest}, hits: -1, check: identityIfForwarded,
+	},
+	{
 		name: "X-Forwarded-For in the trailer",
 		raw: "POST /api/spoof HTTP/1.1\r\nHost: {host}\r\nCookie: sid={sid}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
 			"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
@@ -810,6 +819,8 @@ var smuggleCases = []attack{
 	{name: "chunk size with 0x", raw: atkHead + "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
 	{name: "chunk size overflowing 64 bits", raw: atkHead + "Transfer-Encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
 	{name: "chunk longer than its size", raw: atkHead + "Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
+	{name: "chunk longer than its size after a valid chunk", raw: atkHead + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nhello\r\n0\r\n\r\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
+	{name: "Content-Length in the trailer", raw: atkHead + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: {hiddenlen}\r\n\r\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
 	{name: "bare LF in the chunk framing", raw: atkHead + "Transfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
 	{name: "bare CR before Transfer-Encoding", raw: atkHead + "X-Note: a\rTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + atkHidden, status: refusedOnly, hits: 0, check: noSecondAnswer},
 	{

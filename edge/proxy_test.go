@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -283,6 +284,66 @@ func TestProxyRejectsContentLengthWithTransferEncoding(t *testing.T) {
 	out = rawRequest(t, gw.Addr, "POST /api/x HTTP/1.1\r\nHost: gw.test\r\ntransfer-encoding: chunked\r\ncontent-LENGTH: 3\r\n\r\n0\r\n\r\n")
 	assert.True(t, strings.HasPrefix(out, "HTTP/1.1 400 "), out)
 	assert.Zero(t, be.hits.Load())
+}
+
+func TestProxyBadRequestBody(t *testing.T) {
+	be := startBackend(t, nil)
+	gw := startGateway(t, fmt.Sprintf("defaultBackend: %q\n", be.URL))
+	head := "POST /api/upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+	valid := strings.Repeat("a", upstream.PrefetchSize+1024)
+	next := "GET /api/next HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+	tests := []struct {
+		name, body string
+		hits       int64 // requests the backend gets
+	}{
+		{name: "chunk size not hex", body: "zz\r\nhello\r\n0\r\n\r\n"},
+		{name: "chunk longer than its size", body: "5\r\nhello\r\n3\r\nhello\r\n0\r\n\r\n"},
+		// Past the prefetch the backend has the head and the valid
+		// prefix, cut short; the client's answer is the same.
+		{name: "chunk longer than its size past the prefetch", body: fmt.Sprintf("%x\r\n%s\r\n3\r\nhello\r\n0\r\n\r\n", len(valid), valid), hits: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := be.hits.Load()
+			// A request follows on the connection: it must not be
+			// served, the end of the broken body being unknown.
+			out := rawRequest(t, gw.Addr, head+tc.body+next)
+			assert.True(t, strings.HasPrefix(out, "HTTP/1.1 400 "), out)
+			assert.Contains(t, out, `{"error":"bad_request"}`)
+			assert.Contains(t, strings.ToLower(out), "\r\nconnection: close\r\n")
+			assert.Equal(t, 1, strings.Count(out, "HTTP/1.1 "), "answers on the connection: %s", out)
+			// The backend may run its handler after the gateway answered.
+			deadline := time.Now().Add(5 * time.Second)
+			for be.hits.Load()-before < tc.hits && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			assert.Equal(t, tc.hits, be.hits.Load()-before, "requests the backend got")
+		})
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		status int
+	}{
+		{"bad path", upstream.ErrBadPath, http.StatusBadRequest},
+		{"bad body", fmt.Errorf("%w: %w", upstream.ErrBadRequestBody, io.ErrUnexpectedEOF), http.StatusBadRequest},
+		// A timeout reading the client's body is the client's, not the
+		// backend's.
+		{"bad body by a read timeout", fmt.Errorf("%w: %w", upstream.ErrBadRequestBody, os.ErrDeadlineExceeded), http.StatusBadRequest},
+		{"no route", upstream.ErrNoRoute, http.StatusNotFound},
+		{"backend timeout", fasthttp.ErrTimeout, http.StatusGatewayTimeout},
+		{"backend net timeout", os.ErrDeadlineExceeded, http.StatusGatewayTimeout},
+		{"anything else", io.ErrUnexpectedEOF, http.StatusBadGateway},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _ := statusOf(tc.err)
+			assert.Equal(t, tc.status, status)
+		})
+	}
 }
 
 // patternReader yields n bytes of a repeating pattern without holding them.
