@@ -218,14 +218,14 @@ func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
 		// Do has written the body, or failed before: either way the
 		// reader is done with.
 		_ = req.CloseBodyStream()
-		if body.err != nil {
-			// The client's fault: the backend is not to blame, whatever
-			// error the failed write left in err.
-			err = fmt.Errorf("%w: %w", ErrBadRequestBody, body.err)
-			releaseBodyReader(body)
-			return err
-		}
+		bodyErr := body.err
 		releaseBodyReader(body)
+		if bodyErr != nil {
+			// The client's fault: the backend is not to blame (no
+			// health report), whatever error the failed write left in
+			// err. fasthttp has closed the backend connection.
+			return fmt.Errorf("%w: %w", ErrBadRequestBody, bodyErr)
+		}
 	}
 	if p.observer != nil {
 		switch {
