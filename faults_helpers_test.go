@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -21,13 +23,15 @@ import (
 
 	"github.com/apigetaway/getaway/authflow/testidp"
 	"github.com/apigetaway/getaway/sessioncache/redistest"
+	"go.uber.org/goleak"
 )
 
-// The fault suite (faults_test.go) runs the gateway as the real getaway
-// binary, with real redis-server, OpenID provider and backend processes
-// around it, and breaks them one at a time under load. This file holds its
-// machinery: the backend role of the test binary, the processes, the
-// stack, and the load with its record of every answer.
+// The fault suite (faults_test.go; Linux only, for parent-death signals
+// and SIGSTOP) runs the gateway as the real getaway binary, with real
+// redis-server, OpenID provider and backend processes around it, and
+// breaks them one at a time under load. This file holds its machinery: the
+// backend role of the test binary, the processes, the stack, and the load
+// with its record of every answer.
 
 // Environment of the backend role: when backendRoleEnv is set, the test
 // binary serves as backend of that name on the address in backendAddrEnv
@@ -43,6 +47,13 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	gatewayBuild.cleanup()
+	if code == 0 {
+		// Every process, client and load goroutine is stopped by now.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -338,4 +340,71 @@ func (s *stack) loginRedirect(t *testing.T, c *http.Client) string {
 		t.Fatalf("/auth/login: %d, want 302", resp.StatusCode)
 	}
 	return resp.Header.Get("Location")
+}
+
+// fastBound is how quickly a refusal must come once the store fails fast
+// (about a millisecond on loopback; loose for a loaded 2-core machine).
+const fastBound = time.Second
+
+// Redis hung (SIGSTOP: its connections stay open, nothing answers) under
+// load. Requests served from process memory carry on; the others wait for
+// the command timeout until a few such failures in a row open the store's
+// breaker, then fail at once with 503 while a background PING watches for
+// Redis; resumed (SIGCONT), service is back within 2s.
+func TestFaultRedisHung(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	users := s.signIn(t, 6)
+	c := newClient()
+	defer c.CloseIdleConnections()
+	l := s.startLoad(t, users, []string{"a", "b"}, 4)
+	start := time.Now()
+	l.waitAnswers(t, start, 40, 0)
+
+	s.redis.Pause(t)
+	paused := time.Now()
+	// The first requests that need Redis wait for the command timeout
+	// (2s); then the answers come at once.
+	var open time.Time
+	waitFor(t, 15*time.Second, "quick 503s", func() error {
+		for _, a := range l.startedIn(paused, time.Now()) {
+			if a.kind() == "503 unavailable" && a.took < 300*time.Millisecond {
+				open = a.start
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet; since the pause %s, slowest %v", histogram(l.startedIn(paused, time.Now())), slowest(l.startedIn(paused, time.Now())))
+	})
+	l.waitAnswers(t, open, 60, time.Second)
+	t0 := time.Now()
+	status, body, err := s.readyz(c)
+	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, `"sessions"`) || time.Since(t0) > fastBound {
+		t.Errorf("/readyz with Redis hung: %d %s (%v) after %v, want a quick 503 naming the session store", status, body, err, time.Since(t0))
+	}
+
+	resuming := time.Now()
+	s.redis.Resume(t)
+	back := s.waitBack(t, c, users, "a", 10*time.Second, "503 unavailable")
+	recovery := back.Sub(resuming)
+	l.waitAnswers(t, back, 60, 0)
+	l.stop()
+
+	slow := l.startedIn(paused, open)
+	fast := l.startedIn(open, resuming)
+	t.Logf("before the pause: %s", histogram(endedBefore(l.all(), paused)))
+	t.Logf("paused, until the first quick 503 (%v): %s; slowest %v", open.Sub(paused).Round(time.Millisecond), histogram(slow), slowest(slow).Round(time.Millisecond))
+	t.Logf("paused, failing fast (%v): %s; slowest %v", resuming.Sub(open).Round(time.Millisecond), histogram(fast), slowest(fast).Round(time.Millisecond))
+	t.Logf("after recovery: %s", histogram(l.startedIn(back, time.Now())))
+	t.Logf("every user served again %v after SIGCONT (bound %v)", recovery.Round(time.Millisecond), recoveryBound)
+
+	checkAnswers(t, "whole run", users, l.all(), "503 unavailable")
+	for _, a := range fast {
+		if a.took > fastBound {
+			t.Errorf("with Redis hung, after the first quick 503: an answer (%s) took %v, want < %v", a.kind(), a.took, fastBound)
+			break
+		}
+	}
+	checkAnswers(t, "after recovery", users, l.startedIn(back, time.Now()))
+	if recovery > recoveryBound {
+		t.Errorf("service resumed %v after Redis resumed, want <= %v", recovery, recoveryBound)
+	}
 }
