@@ -64,7 +64,10 @@ const (
 // everywhere as soon as the invalidation arrives (normally well under a
 // millisecond on a LAN). When a connection is lost, rueidis drops its cache
 // and so does this layer: during an outage GetSession fails with
-// ErrUnavailable rather than serve a session that may have ended.
+// ErrUnavailable rather than serve a session that may have ended. When
+// Redis hangs rather than refuses, a breaker makes those failures
+// immediate after the first few timeouts, until a background PING gets an
+// answer (see breaker.go).
 //
 // Keys hold SHA-256 digests, never raw ids (see keyspace). A Redis must be
 // created with [NewRedis] and is safe for concurrent use.
@@ -86,6 +89,10 @@ type Redis struct {
 	watchChecks atomic.Uint64
 
 	jobs chan job
+
+	// brk fails operations that need Redis at once while it does not
+	// answer (see breaker.go).
+	brk *breaker
 
 	bg        context.Context // cancelled by Close; parent of background commands
 	stop      context.CancelFunc
@@ -146,6 +153,7 @@ func newRedis(ctx context.Context, rawURL string, cfg Config, log *zap.Logger, n
 		now:  now,
 		kick: make(chan struct{}, 1),
 		jobs: make(chan job, jobQueueSize),
+		brk:  newBreaker(breakerThreshold, breakerWindow(cfg.CommandTimeout), now),
 	}
 	r.local.init(cfg.MaxCachedSessions)
 	r.watch = newWatchSet()
@@ -198,9 +206,10 @@ func newRedis(ctx context.Context, rawURL string, cfg Config, log *zap.Logger, n
 		return nil, unavailable("connecting to redis", err)
 	}
 
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.jobLoop()
 	go r.watchLoop()
+	go r.probeLoop()
 	r.log.Info("redis session store ready",
 		zap.String("mode", string(client.Mode())),
 		zap.Bool("client_cache", r.cached),
@@ -302,6 +311,9 @@ func (r *Redis) GetSession(ctx context.Context, id string) (*Session, error) {
 // fetch reads session d from Redis (through the rueidis cache when it is
 // on) and caches the decoded value. rec is d's local record, if any.
 func (r *Redis) fetch(ctx context.Context, d digest, rec *localRecord, now time.Time) (*Session, error) {
+	if err := r.guard("get session"); err != nil {
+		return nil, err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	key := r.keys.sessionKey(d)
@@ -327,6 +339,7 @@ func (r *Redis) fetch(ctx context.Context, d digest, rec *localRecord, now time.
 		res = r.client.Do(ctx, r.client.B().Get().Key(key).Build())
 	}
 	raw, err := res.ToString()
+	r.observe(err)
 	if rueidis.IsRedisNil(err) {
 		return nil, ErrNotFound
 	}
@@ -409,13 +422,18 @@ func (r *Redis) PutSession(ctx context.Context, id string, s *Session) error {
 			b.Sadd().Key(uk).Member(d.String()).Build(),
 			b.Pexpire().Key(uk).Milliseconds(r.cfg.AbsoluteLifetime.Milliseconds()).Build())
 	}
+	if err := r.guard("put session"); err != nil {
+		return err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	for _, res := range r.client.DoMulti(ctx, cmds...) {
 		if err := res.Error(); err != nil {
+			r.observe(err)
 			return unavailable("put session", err)
 		}
 	}
+	r.observe(nil)
 	// The write just set the full idle timeout: no touch is due for an
 	// interval. Drop our copy at once rather than wait for the
 	// invalidation to come back.
@@ -441,9 +459,14 @@ func (r *Redis) DeleteSession(ctx context.Context, id string) error {
 	if r.closed.Load() {
 		return errClosed
 	}
+	if err := r.guard("delete session"); err != nil {
+		return err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
-	if _, err := r.deleteDigest(ctx, digestOf(id)); err != nil {
+	_, err := r.deleteDigest(ctx, digestOf(id))
+	r.observe(err)
+	if err != nil {
 		return unavailable("delete session", err)
 	}
 	return nil
@@ -478,10 +501,14 @@ func (r *Redis) DeleteUserSessions(ctx context.Context, sub string) (int, error)
 	if r.closed.Load() {
 		return 0, errClosed
 	}
+	if err := r.guard("delete user sessions"); err != nil {
+		return 0, err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	uk := r.keys.userKey(digestOf(sub))
 	members, err := r.client.Do(ctx, r.client.B().Smembers().Key(uk).Build()).AsStrSlice()
+	r.observe(err)
 	if err != nil {
 		return 0, unavailable("delete user sessions", err)
 	}
@@ -528,11 +555,16 @@ func (r *Redis) PutState(ctx context.Context, state string, st *LoginState) erro
 	if err != nil {
 		return fmt.Errorf("sessioncache: put state: encoding: %w", err)
 	}
+	if err := r.guard("put state"); err != nil {
+		return err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	cmd := r.client.B().Set().Key(r.keys.stateKey(digestOf(state))).Value(rueidis.BinaryString(data)).
 		PxMilliseconds(r.cfg.StateTTL.Milliseconds()).Build()
-	if err := r.client.Do(ctx, cmd).Error(); err != nil {
+	err = r.client.Do(ctx, cmd).Error()
+	r.observe(err)
+	if err != nil {
 		return unavailable("put state", err)
 	}
 	return nil
@@ -543,9 +575,13 @@ func (r *Redis) TakeState(ctx context.Context, state string) (*LoginState, error
 	if r.closed.Load() {
 		return nil, errClosed
 	}
+	if err := r.guard("take state"); err != nil {
+		return nil, err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	raw, err := r.client.Do(ctx, r.client.B().Getdel().Key(r.keys.stateKey(digestOf(state))).Build()).ToString()
+	r.observe(err)
 	if rueidis.IsRedisNil(err) {
 		return nil, ErrNotFound
 	}
@@ -573,9 +609,13 @@ func (r *Redis) AcquireRefreshLock(ctx context.Context, id string, ttl time.Dura
 	_, _ = rand.Read(tok[:]) // never fails (crypto/rand)
 	token := hex.EncodeToString(tok[:])
 	key := r.keys.lockKey(digestOf(id))
+	if err := r.guard("acquire refresh lock"); err != nil {
+		return nil, false, err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	err := r.client.Do(ctx, r.client.B().Set().Key(key).Value(token).Nx().PxMilliseconds(ttl.Milliseconds()).Build()).Error()
+	r.observe(err)
 	if rueidis.IsRedisNil(err) {
 		return func() {}, false, nil
 	}
@@ -613,9 +653,14 @@ func (r *Redis) Ping(ctx context.Context) error {
 	if r.closed.Load() {
 		return errClosed
 	}
+	if err := r.guard("ping"); err != nil {
+		return err
+	}
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
-	if err := r.client.Do(ctx, r.client.B().Ping().Build()).Error(); err != nil {
+	err := r.client.Do(ctx, r.client.B().Ping().Build()).Error()
+	r.observe(err)
+	if err != nil {
 		return unavailable("ping", err)
 	}
 	return nil

@@ -71,6 +71,29 @@ func (s *Server) killLocked() {
 	s.cmd = nil
 }
 
+// Pause stops the server without killing it (SIGSTOP): it keeps its port
+// and connections but answers nothing, as a hung server would, until
+// [Server.Resume]. Kill and Restart work on a paused server.
+func (s *Server) Pause(tb testing.TB) { s.signal(tb, sigStop) }
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume(tb testing.TB) { s.signal(tb, sigCont) }
+
+func (s *Server) signal(tb testing.TB, sig os.Signal) {
+	tb.Helper()
+	if sig == nil {
+		tb.Skip("redistest: pausing a server is not supported on this system")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		tb.Fatalf("redistest: %v: redis-server is not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		tb.Fatalf("redistest: %v: %v", sig, err)
+	}
+}
+
 // Restart kills the server if it is running and starts it again with the
 // same port, directory and arguments, retrying for up to 5s while the old
 // socket lingers or the port is briefly taken. It returns once the server
