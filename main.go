@@ -110,6 +110,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// Rate limits count across instances on the coordination Redis
 		// (nil without REDIS_URL: per process).
 		RateLimitRedis: coord,
+		// Read when Prometheus scrapes (ADMIN_ADDR, /admin/metrics).
+		Metrics: edge.MetricsSources{Health: checker.Snapshot},
+	}
+	if st, ok := store.(edge.SessionStats); ok {
+		deps.Metrics.Sessions = st
+	}
+	if settings.AccessLog {
+		// JSON lines on stdout, apart from the process log (stderr).
+		deps.AccessLog = edge.NewAccessLogger(os.Stdout)
 	}
 	var auth *authflow.Auth
 	if settings.AuthEnabled {
@@ -122,6 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		deps.Auth, deps.Routes = auth, auth.Register
+		deps.Metrics.Refreshes = auth
 	} else {
 		log.Warn("sign-in is not configured (no OIDC_* variables): every /api request is refused with 401")
 	}

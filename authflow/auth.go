@@ -53,6 +53,27 @@ type Auth struct {
 	userinfo  userinfoCache
 
 	lastUnavailableLog atomic.Int64 // unix second of the last "session unavailable" log
+
+	// Token refreshes asked of the provider, by outcome (RefreshStats).
+	refreshOK, refreshFailed, refreshExpired atomic.Uint64
+}
+
+// RefreshStats counts the token refreshes this instance asked of the
+// provider since it started.
+type RefreshStats struct {
+	// OK: new tokens were issued and stored.
+	OK uint64
+	// Failed: the provider could not be asked or answered with an error
+	// other than invalid_grant, or the renewed session was not stored.
+	Failed uint64
+	// Expired: the session could not be renewed (invalid_grant, or no
+	// refresh token and an expired access token) and was ended.
+	Expired uint64
+}
+
+// RefreshStats returns the refreshes so far.
+func (a *Auth) RefreshStats() RefreshStats {
+	return RefreshStats{OK: a.refreshOK.Load(), Failed: a.refreshFailed.Load(), Expired: a.refreshExpired.Load()}
 }
 
 // New discovers the provider and returns a ready Auth. It fails, naming the

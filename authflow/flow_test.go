@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apigetaway/getaway/authflow"
 	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,6 +246,7 @@ func TestRefresh(t *testing.T) {
 		assert.Equal(t, http.StatusOK, st, "request %d", i)
 	}
 	assert.Equal(t, before+1, s.idp.TokenRequests("refresh_token"), "50 concurrent requests must share one refresh")
+	assert.Equal(t, authflow.RefreshStats{OK: 1}, gw.Auth.RefreshStats())
 
 	t.Run("provider down while the token is valid", func(t *testing.T) {
 		waitStale(t, s, sid, 60*time.Second)
@@ -259,7 +261,10 @@ func TestRefresh(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, r.status)
 		assert.JSONEq(t, `{"error":"Session expired"}`, r.body)
 		assert.Equal(t, http.StatusUnauthorized, send(t, http.MethodGet, gw.URL+"/api/x", sid, nil).status)
+		assert.Equal(t, uint64(1), gw.Auth.RefreshStats().Expired)
 	})
+	// The refresh tried while the provider was down.
+	assert.Equal(t, uint64(1), gw.Auth.RefreshStats().Failed)
 }
 
 func TestRefreshOnceAcrossInstances(t *testing.T) {

@@ -134,13 +134,29 @@ func (a *Auth) refreshLocked(ctx context.Context, id string) (*sessioncache.Sess
 			if !a.stale(cur, a.now()) {
 				return cur, nil
 			}
-			return a.redeem(ctx, id, cur)
+			next, err := a.redeem(ctx, id, cur)
+			a.countRefresh(next, cur, err)
+			return next, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: waiting for another instance's refresh: %v", errProviderDown, ctx.Err())
 		case <-time.After(refreshPoll):
 		}
+	}
+}
+
+// countRefresh counts redeem's outcome for RefreshStats. A session
+// returned as it was (no refresh token, still valid) asked nothing.
+func (a *Auth) countRefresh(next, cur *sessioncache.Session, err error) {
+	switch {
+	case err == nil && next == cur:
+	case err == nil:
+		a.refreshOK.Add(1)
+	case errors.Is(err, errSessionExpired):
+		a.refreshExpired.Add(1)
+	default:
+		a.refreshFailed.Add(1)
 	}
 }
 

@@ -66,6 +66,10 @@ func (s *Server) registerAdmin(r *router.Router, deps AdminDeps) {
 	r.PUT("/admin/config", a.guard(a.putConfig))
 	r.POST("/admin/config/reload", a.guard(a.reload))
 	r.GET("/admin/health", a.guard(a.health))
+	// The metrics, for admins, on the public listener (ADMIN_ADDR serves
+	// them without authentication on a private one).
+	metrics := s.metrics.handler
+	r.GET("/admin/metrics", a.guard(func(ctx *fasthttp.RequestCtx, _ string) { metrics(ctx) }))
 }
 
 // guard runs h for admins only; who is their name for the change log.

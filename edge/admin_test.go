@@ -120,6 +120,7 @@ func TestAdminAuthorizationMatrix(t *testing.T) {
 		{http.MethodPut, "/admin/config", cfg},
 		{http.MethodPost, "/admin/config/reload", ""},
 		{http.MethodGet, "/admin/health", ""},
+		{http.MethodGet, "/admin/metrics", ""},
 	}
 	callers := []struct {
 		name   string
@@ -158,11 +159,30 @@ func TestAdminAuthorizationMatrix(t *testing.T) {
 func TestAdminRoutesOffWithoutAdmins(t *testing.T) {
 	be := startBackend(t, nil)
 	gw := startGateway(t, fmt.Sprintf("defaultBackend: %q\n", be.URL))
-	for _, p := range []string{"/admin/config", "/admin/health"} {
+	for _, p := range []string{"/admin/config", "/admin/health", "/admin/metrics"} {
 		resp, body := do(t, http.MethodGet, gw.URL+p, http.Header{"Authorization": {"Bearer " + adminToken}}, nil)
 		assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 		assert.JSONEq(t, `{"error":"Not Found"}`, body)
 	}
+}
+
+func TestAdminMetrics(t *testing.T) {
+	be := startBackend(t, nil)
+	ag := startAdminGateway(t, fmt.Sprintf("defaultBackend: %q\n", be.URL))
+	admin := http.Header{"Authorization": {"Bearer " + adminToken}}
+	before := scrape(t, ag.URL+"/admin/metrics", admin)
+	ag.api(t)
+	after := scrape(t, ag.URL+"/admin/metrics", admin)
+	series := requestsSeries("api", "2xx")
+	assert.Equal(t, float64(1), after[series]-before[series])
+	// The first scrape itself was an admin request answered 200.
+	assert.GreaterOrEqual(t, after[requestsSeries("admin", "2xx")], float64(1))
+
+	resp, body := do(t, http.MethodGet, ag.URL+"/admin/metrics", admin, nil)
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	assert.Contains(t, resp.Header.Get("Content-Type"), "version=0.0.4")
+	assert.Contains(t, body, "# TYPE getaway_http_requests_total counter")
+	assert.Contains(t, body, "# TYPE getaway_http_request_duration_seconds histogram")
 }
 
 func TestAdminPutConfig(t *testing.T) {

@@ -48,6 +48,9 @@ type Settings struct {
 	Admin authflow.AdminConfig
 	// Health configures backend health checks and notifications.
 	Health healthd.Config
+	// AccessLog (ACCESS_LOG: on, the default, or off) writes the access
+	// log to stdout; its sampling is Server.AccessLogSample.
+	AccessLog bool
 }
 
 // LookupEnv is the signature of os.LookupEnv, injected for tests.
@@ -90,7 +93,11 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 		AuthRateLimit:       e.rateLimit("AUTH_RATE_LIMIT", RateLimit{Requests: 60, Window: time.Minute}),
 		APIRateLimitPerUser: e.rateLimit("API_RATE_LIMIT_PER_USER", RateLimit{Off: true}),
 		RateLimitMaxKeys:    e.integer("RATE_LIMIT_MAX_KEYS", 100_000, 1_000, 100_000_000),
+		// Observability: metrics listener and access log sampling.
+		AdminAddr:       e.hostPort("ADMIN_ADDR"),
+		AccessLogSample: e.fraction("ACCESS_LOG_SAMPLE", 0.01),
 	}
+	s.AccessLog = e.oneOf("ACCESS_LOG", "on", "on", "off") == "on"
 	s.Proxy = upstream.ProxyConfig{
 		SessionCookieName: e.str("SESSION_COOKIE_NAME", "sid"),
 		Pool: upstream.PoolConfig{
@@ -173,6 +180,39 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// hostPort reads a listen address host:port (host may be empty: every
+// interface); empty means none.
+func (e *envReader) hostPort(key string) string {
+	v := strings.TrimSpace(e.str(key, ""))
+	if v == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		e.fail(key, "must be host:port, e.g. 127.0.0.1:9090", v)
+		return ""
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		e.fail(key, "port must be a number from 0 to 65535", v)
+		return ""
+	}
+	return v
+}
+
+// fraction reads a number from 0 to 1.
+func (e *envReader) fraction(key string, def float64) float64 {
+	v, ok := e.lookup(key)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || !(f >= 0 && f <= 1) { // written so that NaN fails too
+		e.fail(key, "must be a number from 0 to 1", v)
+		return def
+	}
+	return f
 }
 
 // list parses a comma list, dropping empty items.

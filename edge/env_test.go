@@ -45,6 +45,9 @@ func TestLoadSettingsDefaults(t *testing.T) {
 			assert.Equal(t, 16<<10, c.MaxHeaderBytes)
 			assert.Equal(t, 1<<20, c.MaxBodyBytes)
 			assert.Equal(t, 100_000, c.MaxConns)
+			assert.Empty(t, c.AdminAddr, "no metrics listener by default")
+			assert.Equal(t, 0.01, c.AccessLogSample)
+			assert.True(t, s.AccessLog)
 
 			p := s.Proxy
 			assert.Equal(t, "sid", p.SessionCookieName)
@@ -101,6 +104,21 @@ func TestLoadSettingsValues(t *testing.T) {
 		{"SESSION_COOKIE_NAME", map[string]string{"SESSION_COOKIE_NAME": "__Host-gw"}, func(t *testing.T, s *Settings) {
 			assert.Equal(t, "__Host-gw", s.Proxy.SessionCookieName)
 		}},
+		{"ADMIN_ADDR", map[string]string{"ADMIN_ADDR": " 127.0.0.1:9090 "}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, "127.0.0.1:9090", s.Server.AdminAddr)
+		}},
+		{"ADMIN_ADDR IPv6", map[string]string{"ADMIN_ADDR": "[::1]:9090"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, "[::1]:9090", s.Server.AdminAddr)
+		}},
+		{"ACCESS_LOG_SAMPLE", map[string]string{"ACCESS_LOG_SAMPLE": "0.25"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 0.25, s.Server.AccessLogSample)
+		}},
+		{"ACCESS_LOG_SAMPLE 0", map[string]string{"ACCESS_LOG_SAMPLE": "0"}, func(t *testing.T, s *Settings) {
+			assert.Zero(t, s.Server.AccessLogSample)
+		}},
+		{"ACCESS_LOG off", map[string]string{"ACCESS_LOG": "OFF"}, func(t *testing.T, s *Settings) {
+			assert.False(t, s.AccessLog)
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,6 +156,14 @@ func TestLoadSettingsRejectsBadValues(t *testing.T) {
 		{"MAX_HEADER_BYTES", "lots"},
 		{"MAX_CONNS", "0"},
 		{"PROXY_MAX_CONNS_PER_BACKEND", "0"},
+		{"ADMIN_ADDR", "9090"},
+		{"ADMIN_ADDR", "localhost:http-alt"},
+		{"ADMIN_ADDR", "127.0.0.1:70000"},
+		{"ACCESS_LOG_SAMPLE", "1.5"},
+		{"ACCESS_LOG_SAMPLE", "-0.1"},
+		{"ACCESS_LOG_SAMPLE", "NaN"},
+		{"ACCESS_LOG_SAMPLE", "10%"},
+		{"ACCESS_LOG", "sometimes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {

@@ -20,6 +20,11 @@ const HeaderRequestID = "X-Request-Id"
 
 // chain wraps the router in the middleware, outermost first:
 //
+//  0. observe (metrics.go): classifies the request, ensures a valid W3C
+//     traceparent before anything can forward it, and when the rest is
+//     done counts the answer and writes the access log. It is outside
+//     recoverPanic so that a panic is counted and logged as the 500 it
+//     becomes, and it does nothing that can panic.
 //  1. recoverPanic: fasthttp does not recover panics, so it comes first and
 //     turns one into a 500 for the client and one log line.
 //  2. requestID: every later step, the backend and the logs see the id.
@@ -46,6 +51,7 @@ func (s *Server) chain(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	h = securityHeaders(h)
 	h = requestID(h)
 	h = s.recoverPanic(h)
+	h = s.observe(h)
 	return h
 }
 

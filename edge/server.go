@@ -63,6 +63,16 @@ type Config struct {
 	// subjects) each rate limit tracks in memory, about 150 bytes each.
 	// Default 100000.
 	RateLimitMaxKeys int
+	// AdminAddr (env ADMIN_ADDR), e.g. "127.0.0.1:9090", is a second
+	// listener ListenAndServe opens for GET /metrics, without
+	// authentication: it must not be reachable by the public. Empty (the
+	// default) opens none; admins can still read GET /admin/metrics.
+	AdminAddr string
+	// AccessLogSample (env ACCESS_LOG_SAMPLE) is the fraction of requests,
+	// 0 to 1, written to the access log (Deps.AccessLog); 5xx and 429
+	// answers are always written. Zero writes only those; LoadSettings
+	// sets 0.01 by default.
+	AccessLogSample float64
 }
 
 func (c Config) withDefaults() Config {
@@ -152,6 +162,12 @@ type Deps struct {
 	// instances on it (issue 6; see ratelimit.go); their background
 	// senders run until Shutdown. Nil counts per process.
 	RateLimitRedis rueidis.Client
+	// Metrics are the sources the metrics read at scrape time (session
+	// cache, refreshes, backend health); see metrics.go.
+	Metrics MetricsSources
+	// AccessLog, when set, receives the access log (NewAccessLogger);
+	// nil turns it off. See accesslog.go.
+	AccessLog *zap.Logger
 
 	now func() time.Time // the rate limits' clock; nil is time.Now (tests)
 }
@@ -168,6 +184,9 @@ type Server struct {
 	ws           *upstream.WebSocketProxy // WebSockets on /api/* (issue 5)
 	clientIP     *ClientIPPolicy          // who the client is (issue 6)
 	limits       *rateLimits              // rate limits (issue 6)
+	metrics      *metrics                 // Prometheus metrics
+	metricsLn    *metricsListener         // ADMIN_ADDR's GET /metrics
+	access       *accessLog               // nil: no access log
 	handler      fasthttp.RequestHandler
 	srv          *fasthttp.Server
 }
@@ -209,6 +228,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	// Rate limits (issue 6); their senders run until Shutdown.
 	s.limits = newRateLimits(cfg, deps, s.log.Named("ratelimit"))
+	// Observability: metrics, traceparent, access log (see metrics.go).
+	s.metrics = newMetrics(s, deps.Metrics)
+	s.metricsLn = s.newMetricsListener()
+	s.access = newAccessLog(deps.AccessLog, cfg.AccessLogSample)
 
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -262,11 +285,27 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // router. Useful for in-memory tests and benchmarks.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
 
-// ListenAndServe listens on the configured address and serves until Shutdown.
+// ListenAndServe listens on the configured address, and on AdminAddr for
+// metrics when it is set, and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.AdminAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.AdminAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on ADMIN_ADDR %s: %w", s.cfg.AdminAddr, err)
+		}
+		if !isLoopbackAddr(s.cfg.AdminAddr) {
+			s.log.Warn("metrics listener is not on loopback: keep it unreachable from the public", zap.String("addr", s.cfg.AdminAddr))
+		}
+		go func() {
+			if err := s.ServeMetrics(mln); err != nil {
+				s.log.Error("metrics listener stopped", zap.Error(err))
+			}
+		}()
 	}
 	return s.Serve(ln)
 }
@@ -288,7 +327,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wsDone := make(chan error, 1)
 	go func() { wsDone <- s.ws.Shutdown(ctx) }()
 	err := s.srv.ShutdownWithContext(ctx)
-	err = errors.Join(err, <-wsDone)
+	err = errors.Join(err, <-wsDone, s.metricsLn.shutdown(ctx))
 	s.limits.close()
 	s.proxy.Close()
 	return err
@@ -315,6 +354,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	}
 	// The per-user limit needs the subject, known only now (issue 6).
 	if !s.allowAPI(ctx, id.Sub) {
+		s.metrics.rateLimited[limitAPIUser].Inc()
 		return
 	}
 	if err := s.proxy.Forward(ctx, &id); err != nil {
@@ -360,9 +400,11 @@ func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 	}
-	// Such answers bypass the middleware chain: give them its headers.
+	// Such answers bypass the middleware chain: give them its headers,
+	// and count them.
 	setSecurityHeaders(&ctx.Response.Header)
 	ctx.SetConnectionClose()
+	s.metrics.requests[groupOther][statusClass(ctx.Response.StatusCode())].Inc()
 }
 
 // zapPrintf adapts zap to fasthttp's Logger.

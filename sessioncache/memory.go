@@ -44,6 +44,8 @@ type Memory struct {
 
 	watch watchSet
 
+	lookups atomic.Uint64 // GetSession calls, for Stats
+
 	closed    atomic.Bool
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -115,6 +117,7 @@ func (m *Memory) GetSession(_ context.Context, id string) (*Session, error) {
 	if m.closed.Load() {
 		return nil, errClosed
 	}
+	m.lookups.Add(1)
 	sh := m.shard(id)
 	sh.mu.RLock()
 	e := sh.m[id]
@@ -134,6 +137,10 @@ func (m *Memory) GetSession(_ context.Context, id string) (*Session, error) {
 	}
 	return e.s, nil
 }
+
+// Stats returns the lookups of GetSession so far: all hits, since a
+// Memory has nothing behind it to miss to.
+func (m *Memory) Stats() Stats { return Stats{Hits: m.lookups.Load()} }
 
 // PutSession implements [Store].
 func (m *Memory) PutSession(ctx context.Context, id string, s *Session) error {

@@ -301,10 +301,12 @@ func (r *Redis) GetSession(ctx context.Context, id string) (*Session, error) {
 	if r.cached {
 		if rec = r.local.lookup(d); rec != nil {
 			if e := rec.val.Load(); e != nil && now.UnixNano() < e.expires {
+				r.local.hits.Add(1)
 				return r.serve(d, rec, e.s, now)
 			}
 		}
 	}
+	r.local.misses.Add(1)
 	return r.fetch(ctx, d, rec, now)
 }
 

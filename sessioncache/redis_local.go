@@ -30,6 +30,24 @@ const localShardCount = 64
 type localCache struct {
 	shards   [localShardCount]localShard
 	perShard int
+
+	// Lookups answered here (hits) and sent to Redis (misses), for Stats.
+	hits, misses atomic.Uint64
+}
+
+// Stats counts session lookups since a store was created.
+type Stats struct {
+	// Hits were answered from process memory, without Redis.
+	Hits uint64
+	// Misses were sent to Redis (a rueidis cache hit included: it still
+	// decodes the stored value).
+	Misses uint64
+}
+
+// Stats returns the lookups of GetSession so far. Without client-side
+// caching every lookup is a miss.
+func (r *Redis) Stats() Stats {
+	return Stats{Hits: r.local.hits.Load(), Misses: r.local.misses.Load()}
 }
 
 type localShard struct {

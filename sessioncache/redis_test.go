@@ -81,6 +81,9 @@ func TestRedisSteadyStateCommands(t *testing.T) {
 	mustPut(t, r, "sid", testSession("alice"))
 	want := mustGet(t, r, "sid") // warm-up: the one fetch
 	r.drainJobs(t)
+	if st := r.Stats(); st != (Stats{Misses: 1}) {
+		t.Fatalf("after the first lookup: Stats %+v, want one miss", st)
+	}
 
 	before := srv.CommandStats(t)
 	const lookups = 10_000
@@ -106,6 +109,9 @@ func TestRedisSteadyStateCommands(t *testing.T) {
 		}
 	}
 	t.Logf("%d lookups caused %d Redis commands %v", lookups, total, detail)
+	if st := r.Stats(); st != (Stats{Hits: lookups, Misses: 1}) {
+		t.Fatalf("Stats %+v, want %d hits and the one miss", st, lookups)
+	}
 	if total >= 10 {
 		t.Fatalf("%d lookups of a cached session caused %d Redis commands (%v), want < 10", lookups, total, detail)
 	}
@@ -177,6 +183,9 @@ func TestRedisWithoutClientCache(t *testing.T) {
 	mustPut(t, a, "sid", testSession("alice"))
 	mustGet(t, b, "sid")
 	mustGet(t, b, "sid")
+	if st := b.Stats(); st != (Stats{Misses: 2}) {
+		t.Fatalf("without client-side caching: Stats %+v, want every lookup a miss", st)
+	}
 	gone, cancel := b.Watch("sid")
 	defer cancel()
 	if err := a.DeleteSession(ctx, "sid"); err != nil {

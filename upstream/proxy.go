@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -114,6 +115,7 @@ type Proxy struct {
 	applyMu sync.Mutex // serialises Apply so versions are handed out in order
 	routing atomic.Pointer[Routing]
 	scratch sync.Pool // *[]byte for building request URIs
+	errs    errorCounts
 }
 
 // NewProxy returns a proxy routing by f.
@@ -238,6 +240,7 @@ func (p *Proxy) Forward(ctx *fasthttp.RequestCtx, id *Identity) error {
 		}
 	}
 	if err != nil {
+		p.errs.add(b.URL, err)
 		return err
 	}
 	removeResponseHopByHop(&ctx.Response.Header)
@@ -519,4 +522,86 @@ func isDotSegment(seg []byte) bool {
 		dots++
 	}
 	return dots == 1 || dots == 2
+}
+
+// Kinds of failed backend exchanges (BackendErrors.Kind).
+const (
+	// ErrorKindTimeout: the backend did not answer in time, or the dial
+	// or TLS handshake timed out.
+	ErrorKindTimeout = "timeout"
+	// ErrorKindPoolExhausted: every connection to the backend stayed busy
+	// past MaxConnWaitTimeout.
+	ErrorKindPoolExhausted = "pool_exhausted"
+	// ErrorKindConnect: the backend could not be connected to (refused,
+	// unreachable, DNS, TLS handshake).
+	ErrorKindConnect = "connect"
+	// ErrorKindUpgrade: the backend refused or botched a WebSocket upgrade.
+	ErrorKindUpgrade = "upgrade"
+	// ErrorKindOther: anything else (a reset or malformed answer).
+	ErrorKindOther = "other"
+)
+
+// BackendErrors is how many exchanges with one backend failed one way.
+type BackendErrors struct {
+	// Backend is the backend's URL as config.yml names it.
+	Backend string
+	// Kind is one of the ErrorKind constants.
+	Kind string
+	// Count is the number of failures since the proxy was created.
+	Count uint64
+}
+
+// ErrorCounts returns the failed backend exchanges (HTTP and WebSocket
+// dials) so far, per backend and kind, for metrics. Requests refused before
+// a backend was chosen (ErrNoRoute, ErrBadPath) are not counted.
+func (p *Proxy) ErrorCounts() []BackendErrors { return p.errs.snapshot() }
+
+// errorCounts is touched on the error path only: a map under a mutex.
+type errorCounts struct {
+	mu sync.Mutex
+	m  map[backendErrorKey]uint64
+}
+
+type backendErrorKey struct{ backend, kind string }
+
+func (c *errorCounts) add(backend string, err error) {
+	k := backendErrorKey{backend, errorKind(err)}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[backendErrorKey]uint64)
+	}
+	c.m[k]++
+	c.mu.Unlock()
+}
+
+func (c *errorCounts) snapshot() []BackendErrors {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]BackendErrors, 0, len(c.m))
+	for k, n := range c.m {
+		out = append(out, BackendErrors{Backend: k.backend, Kind: k.kind, Count: n})
+	}
+	return out
+}
+
+// errorKind classifies a failed exchange with a backend.
+func errorKind(err error) string {
+	var netErr net.Error
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return ErrorKindPoolExhausted
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout), errors.As(err, &netErr) && netErr.Timeout():
+		return ErrorKindTimeout
+	case errors.Is(err, ErrUpgradeFailed):
+		return ErrorKindUpgrade
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return ErrorKindConnect
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return ErrorKindConnect
+	}
+	return ErrorKindOther
 }

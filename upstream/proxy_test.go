@@ -2,10 +2,15 @@ package upstream
 
 import (
 	"bufio"
+	"fmt"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/valyala/fasthttp"
 )
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
@@ -78,4 +83,34 @@ func FuzzStripAPI(f *testing.F) {
 			t.Fatalf("%q: NUL passed", target)
 		}
 	})
+}
+
+func TestErrorKind(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fasthttp.ErrTimeout, ErrorKindTimeout},
+		{fasthttp.ErrDialTimeout, ErrorKindTimeout},
+		{fmt.Errorf("websocket dial: %w", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}), ErrorKindTimeout},
+		{fasthttp.ErrNoFreeConns, ErrorKindPoolExhausted},
+		{refused, ErrorKindConnect},
+		{fmt.Errorf("websocket dial: %w", refused), ErrorKindConnect},
+		{&net.DNSError{Err: "no such host", Name: "backend"}, ErrorKindConnect},
+		{&UpgradeRefusedError{StatusCode: 403}, ErrorKindUpgrade},
+		{fasthttp.ErrConnectionClosed, ErrorKindOther},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, errorKind(tc.err), "%v", tc.err)
+	}
+
+	var c errorCounts
+	c.add("http://a", fasthttp.ErrTimeout)
+	c.add("http://a", fasthttp.ErrTimeout)
+	c.add("http://b", refused)
+	assert.ElementsMatch(t, []BackendErrors{
+		{Backend: "http://a", Kind: ErrorKindTimeout, Count: 2},
+		{Backend: "http://b", Kind: ErrorKindConnect, Count: 1},
+	}, c.snapshot())
 }

@@ -151,6 +151,7 @@ type WebSocketProxy struct {
 	// of one message, so an idle socket holds none.
 	bufs    sync.Pool
 	tracker relayTracker
+	opened  atomic.Uint64 // sockets relayed so far, for Opened
 }
 
 // NewWebSocketProxy returns the WebSocket relay for p's routes.
@@ -183,6 +184,10 @@ func NewWebSocketProxy(p *Proxy, cfg WebSocketConfig, log *zap.Logger) (*WebSock
 // Open returns the number of sockets being relayed or waiting for their
 // client's connection.
 func (w *WebSocketProxy) Open() int { return w.tracker.len() }
+
+// Opened returns the number of sockets accepted by a backend and relayed
+// (or waiting for their client's connection) since w was created.
+func (w *WebSocketProxy) Opened() uint64 { return w.opened.Load() }
 
 // IsWebSocketUpgrade reports whether ctx's request asks for a WebSocket
 // (Connection: upgrade and Upgrade: websocket, in any letter case). Requests
@@ -235,6 +240,7 @@ func (w *WebSocketProxy) Forward(ctx *fasthttp.RequestCtx, id *Identity, end Ses
 
 	backend, resp, err := w.dial(b, ctx.Request.Header.RequestURI(), host, backendHeader(&ctx.Request.Header))
 	if err != nil {
+		w.proxy.errs.add(b.URL, err)
 		return err
 	}
 	chosen := resp.Header.Get("Sec-WebSocket-Protocol")
@@ -248,6 +254,7 @@ func (w *WebSocketProxy) Forward(ctx *fasthttp.RequestCtx, id *Identity, end Ses
 		r.abandon()
 		return ErrShuttingDown
 	}
+	w.opened.Add(1)
 	// fasthttp skips the hijack when it cannot write the 101 (the client
 	// left, or the server is shutting down): the backend must not wait
 	// for a client that never comes.
