@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -71,7 +72,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 64, "concurrent keep-alive connections")
 	flag.IntVar(&o.rounds, "rounds", 5, "measurements per target, interleaved")
 	flag.IntVar(&o.cold, "cold", 200, "fresh sign-ins whose first /api request is timed (getaway-cold); 0 skips")
-	flag.StringVar(&o.out, "out", "bench/results/proxy.md", "Markdown report file")
+	flag.StringVar(&o.out, "out", "bench/results/proxy.md", "Markdown report file; the SVG chart goes next to it, with .svg for its extension")
 	flag.StringVar(&o.getaway, "getaway", "", "getaway binary to run (default: go build of the module root)")
 	flag.BoolVar(&o.nginx, "nginx", true, "also measure nginx when it is installed")
 	flag.BoolVar(&o.redis, "redis", true, "keep the gateway's sessions in a redis-server of their own when it is installed")
@@ -341,10 +342,15 @@ func runHarness(o options) error {
 
 	fmt.Println()
 	fmt.Print(rep.text())
+	chart := svgPath(o.out)
+	if err := rep.writeSVG(chart); err != nil {
+		return err
+	}
+	rep.svg = filepath.Base(chart)
 	if err := rep.writeMarkdown(o.out); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s\n", o.out)
+	fmt.Printf("\nwrote %s and %s\n", o.out, chart)
 	return nil
 }
 

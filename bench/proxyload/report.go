@@ -34,6 +34,7 @@ type report struct {
 	redisCached   *redisUse   // nil without Redis
 	gatewayMemory string      // resident set after the run
 	gatewayLog    []string    // what the gateway logged (LOG_LEVEL=error)
+	svg           string      // the chart's file, relative to the Markdown report; "" for none
 }
 
 func newReport(o options, env environment, targets []target, results map[string][]result, sizes map[string]int) *report {
@@ -216,6 +217,9 @@ func (rep *report) writeMarkdown(path string) error {
 		"target, interleaved, starting target rotated every round; a %v warm-up per target is excluded. The table gives "+
 		"medians over the rounds.%s\n\n",
 		len(echoBody), rep.o.rounds, rep.o.duration, warmup, coldMethod)
+	if rep.svg != "" {
+		fmt.Fprintf(&b, "![req/s, p50 and p99 per target](%s)\n\n", rep.svg)
+	}
 
 	fmt.Fprintf(&b, "| %s |\n", strings.Join(header, " | "))
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---|---|\n")
