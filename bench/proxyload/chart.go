@@ -22,7 +22,7 @@ func svgPath(markdown string) string {
 func (rep *report) chart() svgchart.BarChart {
 	tput := svgchart.BarPanel{
 		Title:  "Throughput, median over the rounds (longer is better)",
-		Axis:   "requests per second",
+		Axis:   "requests per second (getaway-websocket: echoed messages per second)",
 		Series: []string{"req/s"},
 	}
 	lat := svgchart.BarPanel{
@@ -31,11 +31,15 @@ func (rep *report) chart() svgchart.BarChart {
 		Series: []string{"p50", "p99"},
 	}
 	for _, r := range rep.rows {
+		label, rate := r.name, fmt.Sprintf("%.0f", r.rps)
+		if r.ws {
+			label, rate = r.name+" (msg/s)", rate+" msg/s"
+		}
 		tput.Groups = append(tput.Groups, svgchart.BarGroup{
-			Label: r.name, Values: []float64{r.rps}, Texts: []string{fmt.Sprintf("%.0f", r.rps)},
+			Label: label, Values: []float64{r.rps}, Texts: []string{rate},
 		})
 		lat.Groups = append(lat.Groups, svgchart.BarGroup{
-			Label:  r.name,
+			Label:  label,
 			Values: []float64{ms(r.p50), ms(r.p99)},
 			Texts:  []string{fmtDur(r.p50), fmtDur(r.p99)},
 		})
@@ -59,6 +63,7 @@ func (rep *report) chart() svgchart.BarChart {
 		},
 		Panels: []svgchart.BarPanel{tput, lat},
 		Notes: []string{
+			"getaway-websocket: its unit is messages per second (one message and its echo), latency of one round trip.",
 			"getaway-cold: sequential sign-ins, the first /api request of each; no throughput.",
 			"One machine runs the load generator and every server: compare ratios within a run only.",
 		},

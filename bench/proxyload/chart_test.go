@@ -28,10 +28,11 @@ func TestSVGPath(t *testing.T) {
 // that measured nothing, as Markdown and SVG.
 func TestReportChart(t *testing.T) {
 	o := options{duration: time.Second, conns: 8, rounds: 2, cold: 3}
-	targets := []target{{name: direct}, {name: getawayCached}}
+	targets := []target{{name: direct}, {name: getawayCached}, {name: getawayWS, ws: true}}
 	results := map[string][]result{
 		direct:        {{rps: 30000, p50: time.Millisecond, p99: 4 * time.Millisecond}, {rps: 30000, p50: time.Millisecond, p99: 4 * time.Millisecond}},
 		getawayCached: {{rps: 10000, p50: 3 * time.Millisecond, p99: 12 * time.Millisecond}, {}},
+		getawayWS:     {{rps: 20000, p50: 2 * time.Millisecond, p99: 5 * time.Millisecond}, {rps: 20000, p50: 2 * time.Millisecond, p99: 5 * time.Millisecond}},
 	}
 	rep := newReport(o, environment{}, targets, results, nil)
 	rep.cold = &coldResult{n: 3, first: []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}}
@@ -73,13 +74,14 @@ func TestReportChart(t *testing.T) {
 			}
 		}
 	}
-	if len(bars) != 3+3*2 {
-		t.Fatalf("%d bars, want 9: %v", len(bars), bars)
+	if len(bars) != 4+4*2 {
+		t.Fatalf("%d bars, want 12: %v", len(bars), bars)
 	}
-	if bars[2] != "0" {
+	if bars[3] != "0" {
 		t.Errorf("getaway-cold has a throughput bar of width %s, want 0", bars[2])
 	}
-	for _, want := range []string{">direct<", ">getaway-cached<", ">5000<", ">6.00ms<", "getaway-cold (1st request)", rep.command} {
+	for _, want := range []string{">direct<", ">getaway-cached<", ">5000<", ">6.00ms<", "getaway-cold (1st request)", rep.command,
+		">getaway-websocket (msg/s)<", ">20000 msg/s<", "unit is messages per second"} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("the chart lacks %q", want)
 		}
@@ -91,8 +93,10 @@ func TestReportChart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(report), "](proxy.svg)") {
-		t.Errorf("the Markdown report does not link the chart:\n%s", report)
+	for _, want := range []string{"](proxy.svg)", "| getaway-websocket | 20000 msg/s | 2.00ms | 5.00ms | n/a (msg/s) | n/a |", "the unit is echoed messages per second"} {
+		if !strings.Contains(string(report), want) {
+			t.Errorf("the Markdown report lacks %q:\n%s", want, report)
+		}
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 
 	"github.com/apigetaway/getaway/authflow/testidp"
 	"github.com/apigetaway/getaway/bench/internal/procs"
+	"github.com/apigetaway/getaway/bench/internal/wsecho"
 )
 
 const (
@@ -51,6 +52,7 @@ const (
 	nginxName     = "nginx"
 	getawayCached = "getaway-cached"
 	getawayCold   = "getaway-cold"
+	getawayWS     = "getaway-websocket"
 )
 
 type options struct {
@@ -103,6 +105,17 @@ type target struct {
 	name string
 	url  string
 	sid  string // session cookie value to send, if any
+	// ws marks a WebSocket target (url is ws://): it is measured in
+	// echoed messages per second, not requests.
+	ws bool
+}
+
+// unit is what a target's rate counts.
+func (t target) unit() string {
+	if t.ws {
+		return "msg/s"
+	}
+	return "req/s"
 }
 
 // environment is what the run found and started, for the report.
@@ -236,13 +249,24 @@ func runHarness(o options) error {
 		return fmt.Errorf("getaway answered %d (%v) to /api without a session, want 401", status, err)
 	}
 	targets = append(targets, target{name: getawayCached, url: apiURL, sid: sid})
+	// The same session upgrades to a WebSocket, which the backend echoes;
+	// without it the upgrade must be refused.
+	wsURL := "ws://" + gw.addr + "/api/ws"
+	if _, err := wsecho.Dial(ctx, wsURL, nil); !isRefused(err, 401) {
+		return fmt.Errorf("getaway answered a WebSocket upgrade without a session with %v, want a 401", err)
+	}
+	targets = append(targets, target{name: getawayWS, url: wsURL, sid: sid, ws: true})
 
 	// Every path must return the backend's exact body (the first request
 	// of the session also puts it in the gateway's process cache); note
 	// the response sizes, since the proxies add headers of their own.
 	sizes := make(map[string]int, len(targets))
 	for _, t := range targets {
-		n, err := probe(t)
+		probeOne := probe
+		if t.ws {
+			probeOne = func(t target) (int, error) { return probeWS(ctx, t) }
+		}
+		n, err := probeOne(t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
@@ -251,7 +275,7 @@ func runHarness(o options) error {
 
 	fmt.Printf("warm-up: %v per target\n", warmup)
 	for _, t := range targets {
-		if _, err := gen.run(ctx, t, o.conns, warmup); err != nil {
+		if _, err := measure(ctx, gen, t, o.conns, warmup); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
 		}
 	}
@@ -280,7 +304,7 @@ func runHarness(o options) error {
 					return err
 				}
 			}
-			res, err := gen.run(ctx, t, o.conns, o.duration)
+			res, err := measure(ctx, gen, t, o.conns, o.duration)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 			}
@@ -291,7 +315,7 @@ func runHarness(o options) error {
 				}
 				redisCached.add(before, after, res.requests, res.elapsed)
 			}
-			fmt.Printf("round %d/%d  %-14s %s\n", r+1, o.rounds, t.name, res)
+			fmt.Printf("round %d/%d  %-17s %s\n", r+1, o.rounds, t.name, res.format(t.unit()))
 			results[t.name] = append(results[t.name], res)
 			if err := check(fmt.Sprintf("during round %d", r+1)); err != nil {
 				return err
