@@ -34,7 +34,9 @@ import (
 	"time"
 
 	"github.com/apigetaway/getaway/authflow/testidp"
+	"github.com/apigetaway/getaway/bench/internal/gatewayproc"
 	"github.com/apigetaway/getaway/bench/internal/procs"
+	"github.com/apigetaway/getaway/bench/internal/redisproc"
 	"github.com/apigetaway/getaway/bench/internal/wsecho"
 )
 
@@ -187,8 +189,8 @@ func runHarness(o options) error {
 	env.redis = "skipped (-redis=false): sessions in the gateway's process memory"
 	if o.redis {
 		env.redis = "redis-server not found: sessions in the gateway's process memory"
-		if rbin := findRedis(); rbin != "" {
-			rc, addr, version, err := startRedis(ctx, rbin)
+		if rbin := redisproc.Find(); rbin != "" {
+			rc, addr, version, err := redisproc.Start(ctx, rbin, readyWithin)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -206,12 +208,15 @@ func runHarness(o options) error {
 		fmt.Printf("redis: %s\n", env.redis)
 	}
 
-	gw, err := startGateway(ctx, bin, idp, "http://"+backendAddr, redisURL)
+	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{
+		Bin: bin, IdP: idp, BackendURL: "http://" + backendAddr, RedisURL: redisURL,
+		ReadyWithin: readyWithin, StopGrace: stopGrace,
+	})
 	if err != nil {
 		return err
 	}
 	children = append(children, gw.Child)
-	fmt.Printf("getaway: %s on %s, provider %s\n", bin, gw.addr, idp.Issuer())
+	fmt.Printf("getaway: %s on %s, provider %s\n", bin, gw.Addr, idp.Issuer())
 
 	targets := []target{{name: direct, url: "http://" + backendAddr + "/bench"}}
 	env.nginx = "skipped (-nginx=false)"
@@ -236,7 +241,7 @@ func runHarness(o options) error {
 	fmt.Printf("nginx: %s\n", env.nginx)
 
 	// Sign in once, as a browser would, for the loaded session.
-	apiURL := gw.base + "/api/bench"
+	apiURL := gw.Base + "/api/bench"
 	br := newBrowser(gw, idp)
 	defer br.close()
 	sid, err := br.signIn(ctx)
@@ -251,7 +256,7 @@ func runHarness(o options) error {
 	targets = append(targets, target{name: getawayCached, url: apiURL, sid: sid})
 	// The same session upgrades to a WebSocket, which the backend echoes;
 	// without it the upgrade must be refused.
-	wsURL := "ws://" + gw.addr + "/api/ws"
+	wsURL := "ws://" + gw.Addr + "/api/ws"
 	if _, err := wsecho.Dial(ctx, wsURL, nil); !isRefused(err, 401) {
 		return fmt.Errorf("getaway answered a WebSocket upgrade without a session with %v, want a 401", err)
 	}
@@ -362,7 +367,7 @@ func runHarness(o options) error {
 	} else {
 		rep.gatewayMemory = "n/a (" + err.Error() + ")"
 	}
-	rep.gatewayLog = gw.newLog()
+	rep.gatewayLog = gw.NewLog()
 
 	fmt.Println()
 	fmt.Print(rep.text())
