@@ -1,38 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/apigetaway/getaway/bench/internal/procs"
-	"github.com/apigetaway/getaway/edge"
+	"github.com/apigetaway/getaway/bench/internal/redisproc"
 )
-
-func TestGatewayEnvIsWhatMainReads(t *testing.T) {
-	t.Setenv("REDIS_URL", "redis://127.0.0.1:1") // must not leak into the child
-	t.Setenv("GOMAXPROCS", "3")                  // passed on
-	env := gatewayEnv("127.0.0.1:4567", "http://127.0.0.1:9999", "", "/tmp/x/config.yml")
-	s, err := edge.LoadSettings(procs.LookupIn(env))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.AuthEnabled || s.Server.Addr != "127.0.0.1:4567" || s.Auth.AppBaseURL != "http://127.0.0.1:4567" ||
-		s.Auth.Issuer != "http://127.0.0.1:9999" || s.RedisURL != "" || s.ConfigPath != "/tmp/x/config.yml" ||
-		!s.Auth.Cookie.Insecure || s.Proxy.SessionCookieName != cookieName {
-		t.Errorf("settings read from %q:\n%+v", env, s)
-	}
-	if v, _ := procs.LookupIn(env)("GOMAXPROCS"); v != "3" {
-		t.Errorf("GOMAXPROCS = %q, want it passed on", v)
-	}
-
-	env = gatewayEnv("127.0.0.1:4567", "http://127.0.0.1:9999", "redis://127.0.0.1:6000", "/tmp/x/config.yml")
-	if s, err := edge.LoadSettings(procs.LookupIn(env)); err != nil || s.RedisURL != "redis://127.0.0.1:6000" {
-		t.Errorf("with Redis: %v, %+v", err, s)
-	}
-}
 
 func TestParseCommandStats(t *testing.T) {
 	info := "# Commandstats\r\n" +
@@ -84,42 +58,17 @@ func TestRedisUse(t *testing.T) {
 	}
 }
 
-func TestReadReply(t *testing.T) {
-	tests := []struct {
-		in, want string
-		fails    bool
-	}{
-		{"+PONG\r\n", "PONG", false},
-		{":42\r\n", "42", false},
-		{"$5\r\nhello\r\n", "hello", false},
-		{"$0\r\n\r\n", "", false},
-		{"-ERR unknown command\r\n", "", true},
-		{"$-1\r\n", "", true},
-		{"*1\r\n$1\r\na\r\n", "", true},
-		{"$9\r\nshort\r\n", "", true},
-	}
-	for _, tt := range tests {
-		got, err := readReply(bufio.NewReader(strings.NewReader(tt.in)))
-		if (err != nil) != tt.fails || got != tt.want {
-			t.Errorf("readReply(%q) = %q, %v", tt.in, got, err)
-		}
-	}
-	if got := encodeCommand("INFO", "commandstats"); got != "*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n" {
-		t.Errorf("encodeCommand = %q", got)
-	}
-}
-
 // TestRedisCounting runs a real redis-server, when installed, and checks
 // the accounting: readings with nothing in between count no command, and a
 // command between them counts once.
 func TestRedisCounting(t *testing.T) {
-	bin := findRedis()
+	bin := redisproc.Find()
 	if bin == "" {
 		t.Skip("redis-server not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, addr, _, err := startRedis(ctx, bin)
+	c, addr, _, err := redisproc.Start(ctx, bin, readyWithin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +82,10 @@ func TestRedisCounting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := redisDo(ctx, addr, "SET", "k", "v"); err != nil {
+	if _, err := redisproc.Do(ctx, addr, "SET", "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := redisDo(ctx, addr, "GET", "k"); err != nil || v != "v" {
+	if v, err := redisproc.Do(ctx, addr, "GET", "k"); err != nil || v != "v" {
 		t.Fatalf("GET k = %q, %v", v, err)
 	}
 	cc, err := readCommandStats(ctx, addr)
@@ -154,7 +103,7 @@ func TestRedisCounting(t *testing.T) {
 	}
 
 	stopChild(c)
-	if _, err := redisDo(ctx, addr, "PING"); err == nil {
+	if _, err := redisproc.Do(ctx, addr, "PING"); err == nil {
 		t.Error("redis-server still answers after stop")
 	}
 }

@@ -36,8 +36,9 @@ type result struct {
 	socketErrors int64
 }
 
-func (r result) String() string {
-	s := fmt.Sprintf("%9.0f req/s  p50 %8s  p99 %8s", r.rps, fmtDur(r.p50), fmtDur(r.p99))
+// format prints r with its rate in unit (req/s, msg/s).
+func (r result) format(unit string) string {
+	s := fmt.Sprintf("%9.0f %s  p50 %8s  p99 %8s", r.rps, unit, fmtDur(r.p50), fmtDur(r.p99))
 	if r.badStatus > 0 || r.socketErrors > 0 {
 		s += fmt.Sprintf("  (%d status >= 400, %d socket errors)", r.badStatus, r.socketErrors)
 	}

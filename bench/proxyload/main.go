@@ -29,11 +29,15 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/apigetaway/getaway/authflow/testidp"
+	"github.com/apigetaway/getaway/bench/internal/gatewayproc"
 	"github.com/apigetaway/getaway/bench/internal/procs"
+	"github.com/apigetaway/getaway/bench/internal/redisproc"
+	"github.com/apigetaway/getaway/bench/internal/wsecho"
 )
 
 const (
@@ -50,6 +54,7 @@ const (
 	nginxName     = "nginx"
 	getawayCached = "getaway-cached"
 	getawayCold   = "getaway-cold"
+	getawayWS     = "getaway-websocket"
 )
 
 type options struct {
@@ -71,7 +76,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 64, "concurrent keep-alive connections")
 	flag.IntVar(&o.rounds, "rounds", 5, "measurements per target, interleaved")
 	flag.IntVar(&o.cold, "cold", 200, "fresh sign-ins whose first /api request is timed (getaway-cold); 0 skips")
-	flag.StringVar(&o.out, "out", "bench/results/proxy.md", "Markdown report file")
+	flag.StringVar(&o.out, "out", "bench/results/proxy.md", "Markdown report file; the SVG chart goes next to it, with .svg for its extension")
 	flag.StringVar(&o.getaway, "getaway", "", "getaway binary to run (default: go build of the module root)")
 	flag.BoolVar(&o.nginx, "nginx", true, "also measure nginx when it is installed")
 	flag.BoolVar(&o.redis, "redis", true, "keep the gateway's sessions in a redis-server of their own when it is installed")
@@ -102,6 +107,17 @@ type target struct {
 	name string
 	url  string
 	sid  string // session cookie value to send, if any
+	// ws marks a WebSocket target (url is ws://): it is measured in
+	// echoed messages per second, not requests.
+	ws bool
+}
+
+// unit is what a target's rate counts.
+func (t target) unit() string {
+	if t.ws {
+		return "msg/s"
+	}
+	return "req/s"
 }
 
 // environment is what the run found and started, for the report.
@@ -173,8 +189,8 @@ func runHarness(o options) error {
 	env.redis = "skipped (-redis=false): sessions in the gateway's process memory"
 	if o.redis {
 		env.redis = "redis-server not found: sessions in the gateway's process memory"
-		if rbin := findRedis(); rbin != "" {
-			rc, addr, version, err := startRedis(ctx, rbin)
+		if rbin := redisproc.Find(); rbin != "" {
+			rc, addr, version, err := redisproc.Start(ctx, rbin, readyWithin)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -192,12 +208,15 @@ func runHarness(o options) error {
 		fmt.Printf("redis: %s\n", env.redis)
 	}
 
-	gw, err := startGateway(ctx, bin, idp, "http://"+backendAddr, redisURL)
+	gw, err := gatewayproc.Start(ctx, gatewayproc.Options{
+		Bin: bin, IdP: idp, BackendURL: "http://" + backendAddr, RedisURL: redisURL,
+		ReadyWithin: readyWithin, StopGrace: stopGrace,
+	})
 	if err != nil {
 		return err
 	}
 	children = append(children, gw.Child)
-	fmt.Printf("getaway: %s on %s, provider %s\n", bin, gw.addr, idp.Issuer())
+	fmt.Printf("getaway: %s on %s, provider %s\n", bin, gw.Addr, idp.Issuer())
 
 	targets := []target{{name: direct, url: "http://" + backendAddr + "/bench"}}
 	env.nginx = "skipped (-nginx=false)"
@@ -222,7 +241,7 @@ func runHarness(o options) error {
 	fmt.Printf("nginx: %s\n", env.nginx)
 
 	// Sign in once, as a browser would, for the loaded session.
-	apiURL := gw.base + "/api/bench"
+	apiURL := gw.Base + "/api/bench"
 	br := newBrowser(gw, idp)
 	defer br.close()
 	sid, err := br.signIn(ctx)
@@ -235,13 +254,24 @@ func runHarness(o options) error {
 		return fmt.Errorf("getaway answered %d (%v) to /api without a session, want 401", status, err)
 	}
 	targets = append(targets, target{name: getawayCached, url: apiURL, sid: sid})
+	// The same session upgrades to a WebSocket, which the backend echoes;
+	// without it the upgrade must be refused.
+	wsURL := "ws://" + gw.Addr + "/api/ws"
+	if _, err := wsecho.Dial(ctx, wsURL, nil); !isRefused(err, 401) {
+		return fmt.Errorf("getaway answered a WebSocket upgrade without a session with %v, want a 401", err)
+	}
+	targets = append(targets, target{name: getawayWS, url: wsURL, sid: sid, ws: true})
 
 	// Every path must return the backend's exact body (the first request
 	// of the session also puts it in the gateway's process cache); note
 	// the response sizes, since the proxies add headers of their own.
 	sizes := make(map[string]int, len(targets))
 	for _, t := range targets {
-		n, err := probe(t)
+		probeOne := probe
+		if t.ws {
+			probeOne = func(t target) (int, error) { return probeWS(ctx, t) }
+		}
+		n, err := probeOne(t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
@@ -250,7 +280,7 @@ func runHarness(o options) error {
 
 	fmt.Printf("warm-up: %v per target\n", warmup)
 	for _, t := range targets {
-		if _, err := gen.run(ctx, t, o.conns, warmup); err != nil {
+		if _, err := measure(ctx, gen, t, o.conns, warmup); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
 		}
 	}
@@ -279,7 +309,7 @@ func runHarness(o options) error {
 					return err
 				}
 			}
-			res, err := gen.run(ctx, t, o.conns, o.duration)
+			res, err := measure(ctx, gen, t, o.conns, o.duration)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 			}
@@ -290,7 +320,7 @@ func runHarness(o options) error {
 				}
 				redisCached.add(before, after, res.requests, res.elapsed)
 			}
-			fmt.Printf("round %d/%d  %-14s %s\n", r+1, o.rounds, t.name, res)
+			fmt.Printf("round %d/%d  %-17s %s\n", r+1, o.rounds, t.name, res.format(t.unit()))
 			results[t.name] = append(results[t.name], res)
 			if err := check(fmt.Sprintf("during round %d", r+1)); err != nil {
 				return err
@@ -337,14 +367,19 @@ func runHarness(o options) error {
 	} else {
 		rep.gatewayMemory = "n/a (" + err.Error() + ")"
 	}
-	rep.gatewayLog = gw.newLog()
+	rep.gatewayLog = gw.NewLog()
 
 	fmt.Println()
 	fmt.Print(rep.text())
+	chart := svgPath(o.out)
+	if err := rep.writeSVG(chart); err != nil {
+		return err
+	}
+	rep.svg = filepath.Base(chart)
 	if err := rep.writeMarkdown(o.out); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s\n", o.out)
+	fmt.Printf("\nwrote %s and %s\n", o.out, chart)
 	return nil
 }
 

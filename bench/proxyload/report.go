@@ -20,7 +20,8 @@ type row struct {
 	rounds       []result
 	badStatus    int64 // summed over the rounds
 	socketErrors int64
-	size         int // bytes of one response, head and body
+	size         int  // bytes of one response, head and body; of one message for ws
+	ws           bool // rps counts echoed WebSocket messages
 }
 
 type report struct {
@@ -34,6 +35,7 @@ type report struct {
 	redisCached   *redisUse   // nil without Redis
 	gatewayMemory string      // resident set after the run
 	gatewayLog    []string    // what the gateway logged (LOG_LEVEL=error)
+	svg           string      // the chart's file, relative to the Markdown report; "" for none
 }
 
 func newReport(o options, env environment, targets []target, results map[string][]result, sizes map[string]int) *report {
@@ -45,7 +47,7 @@ func newReport(o options, env environment, targets []target, results map[string]
 	}
 	for _, t := range targets {
 		rs := results[t.name]
-		r := row{name: t.name, rounds: rs, size: sizes[t.name]}
+		r := row{name: t.name, rounds: rs, size: sizes[t.name], ws: t.ws}
 		var rps []float64
 		var p50, p99 []time.Duration
 		for _, x := range rs {
@@ -94,6 +96,8 @@ func (rep *report) versus(r row, ref string) string {
 		return "n/a"
 	case b.name == r.name:
 		return "-"
+	case r.ws || b.ws:
+		return "n/a (msg/s)" // a message is not a request
 	}
 	return fmt.Sprintf("%.2fx req/s, %.2fx p99", r.rps/b.rps, float64(r.p99)/float64(b.p99))
 }
@@ -101,7 +105,11 @@ func (rep *report) versus(r row, ref string) string {
 var header = []string{"target", "req/s (median)", "p50", "p99", "vs direct", "vs nginx"}
 
 func (rep *report) cells(r row) []string {
-	return []string{r.name, fmt.Sprintf("%.0f", r.rps), fmtDur(r.p50), fmtDur(r.p99), rep.versus(r, direct), rep.versus(r, nginxName)}
+	rate := fmt.Sprintf("%.0f", r.rps)
+	if r.ws {
+		rate += " msg/s"
+	}
+	return []string{r.name, rate, fmtDur(r.p50), fmtDur(r.p99), rep.versus(r, direct), rep.versus(r, nginxName)}
 }
 
 // table is the rows of the table, the cold row last.
@@ -146,13 +154,21 @@ func (rep *report) notes() []string {
 		}
 		out = append(out, line)
 	}
+	if w := rep.find(getawayWS); w != nil {
+		out = append(out, fmt.Sprintf("getaway-websocket: the unit is echoed messages per second, not requests: each of the %d sockets, opened through the gateway's /api/ws with the session of getaway-cached and relayed to the backend's WebSocket echo, sends the %d-byte body as one binary message and waits for its echo before sending the next; p50 and p99 are of one such round trip. No ratio to the HTTP rows: %.0f msg/s, p50 %s, p99 %s.",
+			rep.o.conns, w.size, w.rps, fmtDur(w.p50), fmtDur(w.p99)))
+	}
 	var errs, sizes []string
 	for _, r := range rep.rows {
 		errs = append(errs, fmt.Sprintf("%s %d/%d", r.name, r.badStatus, r.socketErrors))
-		sizes = append(sizes, fmt.Sprintf("%s %d B", r.name, r.size))
+		if r.ws {
+			sizes = append(sizes, fmt.Sprintf("%s %d B per message", r.name, r.size))
+		} else {
+			sizes = append(sizes, fmt.Sprintf("%s %d B", r.name, r.size))
+		}
 	}
 	out = append(out,
-		"Errors over all rounds (responses with status >= 400 / socket errors and timeouts): "+strings.Join(errs, ", ")+".",
+		"Errors over all rounds (responses with status >= 400 / socket errors and timeouts; for getaway-websocket, handshakes refused / sockets failed): "+strings.Join(errs, ", ")+".",
 		"One response, head and body: "+strings.Join(sizes, ", ")+".",
 		"Gateway resident memory after the run (VmRSS, /proc): "+rep.gatewayMemory+".",
 	)
@@ -200,7 +216,7 @@ func (rep *report) writeMarkdown(path string) error {
 		fmt.Fprintf(&b, "- CPU: %s\n", cpu)
 	}
 	fmt.Fprintf(&b, "- Command: `%s`\n", rep.command)
-	fmt.Fprintf(&b, "- Load generator: %s; %d connections\n", rep.env.generator, rep.o.conns)
+	fmt.Fprintf(&b, "- Load generator: %s; %d connections; getaway-websocket: a Go closed loop over %d sockets (github.com/fasthttp/websocket, in the harness process)\n", rep.env.generator, rep.o.conns, rep.o.conns)
 	fmt.Fprintf(&b, "- Gateway: %s, started with only its environment (OIDC_*, APP_BASE_URL, REDIS_URL, CONFIG_PATH, LISTEN_ADDR, LOG_LEVEL=error)\n", rep.env.gateway)
 	fmt.Fprintf(&b, "- OpenID provider: authflow/testidp (zitadel's example OP) in the harness process\n")
 	fmt.Fprintf(&b, "- Redis: %s\n", rep.env.redis)
@@ -212,10 +228,14 @@ func (rep *report) writeMarkdown(path string) error {
 	fmt.Fprintf(&b, "- Method: one echo backend (same ~%d-byte JSON body) reached directly (`/bench`), through nginx when present "+
 		"(`/api/bench`, no authentication) and through getaway (`/api/bench` with the `sid` cookie of a session signed in "+
 		"once through the gateway's login and the provider's login form; getaway-cached: the session is in the gateway's "+
-		"process cache after its first request), every server in its own process on 127.0.0.1; %d round(s) of %v per "+
+		"process cache after its first request; getaway-websocket: the same session upgraded on `/api/ws`, echoed "+
+		"by the same backend), every server in its own process on 127.0.0.1; %d round(s) of %v per "+
 		"target, interleaved, starting target rotated every round; a %v warm-up per target is excluded. The table gives "+
 		"medians over the rounds.%s\n\n",
 		len(echoBody), rep.o.rounds, rep.o.duration, warmup, coldMethod)
+	if rep.svg != "" {
+		fmt.Fprintf(&b, "![req/s, p50 and p99 per target](%s)\n\n", rep.svg)
+	}
 
 	fmt.Fprintf(&b, "| %s |\n", strings.Join(header, " | "))
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---|---|\n")

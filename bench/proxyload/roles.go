@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/apigetaway/getaway/bench/internal/procs"
+	"github.com/apigetaway/getaway/bench/internal/wsecho"
 	"github.com/valyala/fasthttp"
 )
 
@@ -33,13 +34,16 @@ func startRole(ctx context.Context, role, probePath string, args ...string) (*pr
 	return c, addr, nil
 }
 
-// runBackend is the echo backend: 200 and echoBody for every request.
+// runBackend is the echo backend: 200 and echoBody for every request, and
+// an echo of every message on a WebSocket.
 func runBackend() error {
 	srv := &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
+		// WebSocket handshakes are upgraded and echoed (the
+		// getaway-websocket target); every other request gets echoBody.
+		Handler: wsecho.FastHTTP(func(ctx *fasthttp.RequestCtx) {
 			ctx.SetContentType("application/json")
 			ctx.SetBody(echoBody)
-		},
+		}),
 		Name:            "proxyload-echo",
 		CloseOnShutdown: true,
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apigetaway/getaway/bench/internal/procs"
+	"github.com/apigetaway/getaway/bench/internal/wsecho"
 	"github.com/fasthttp/websocket"
 	"golang.org/x/sync/errgroup"
 )
@@ -23,32 +25,8 @@ type target struct {
 	header http.Header
 }
 
-var dialer = websocket.Dialer{HandshakeTimeout: 30 * time.Second}
-
 func (t target) dial() (*websocket.Conn, error) {
-	c, resp, err := dialer.Dial(t.url, t.header)
-	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("dial %s: %w (status %d)", t.name, err, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("dial %s: %w", t.name, err)
-	}
-	return c, nil
-}
-
-// roundTrip sends msg and reads its echo.
-func roundTrip(c *websocket.Conn, msg []byte) error {
-	if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
-		return err
-	}
-	_, got, err := c.ReadMessage()
-	if err != nil {
-		return err
-	}
-	if len(got) != len(msg) {
-		return fmt.Errorf("echo of %d bytes came back with %d", len(msg), len(got))
-	}
-	return nil
+	return wsecho.Dial(context.Background(), t.url, t.header)
 }
 
 // memoryResult is the gateway's resident memory around holding idle
@@ -80,7 +58,7 @@ func measureMemory(o options, through target, gateway *procs.Child) (memoryResul
 	if err != nil {
 		return m, err
 	}
-	if err := roundTrip(warm, msg); err != nil {
+	if err := wsecho.RoundTrip(warm, msg); err != nil {
 		return m, err
 	}
 	_ = warm.Close()
@@ -107,7 +85,7 @@ func measureMemory(o options, through target, gateway *procs.Child) (memoryResul
 				return fmt.Errorf("socket %d: %w", i, err)
 			}
 			conns[i] = c
-			return roundTrip(c, msg)
+			return wsecho.RoundTrip(c, msg)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -186,7 +164,7 @@ func measureLatency(o options, sc scenario, direct, through target) (latencyResu
 				local := make([]time.Duration, 0, trips)
 				for range trips {
 					t0 := time.Now()
-					if err := roundTrip(c, msg); err != nil {
+					if err := wsecho.RoundTrip(c, msg); err != nil {
 						return err
 					}
 					local = append(local, time.Since(t0))

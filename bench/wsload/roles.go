@@ -10,10 +10,10 @@ import (
 
 	"github.com/apigetaway/getaway/authflow"
 	"github.com/apigetaway/getaway/bench/internal/procs"
+	"github.com/apigetaway/getaway/bench/internal/wsecho"
 	"github.com/apigetaway/getaway/edge"
 	"github.com/apigetaway/getaway/sessioncache"
 	"github.com/apigetaway/getaway/upstream"
-	"github.com/fasthttp/websocket"
 	"go.uber.org/zap"
 )
 
@@ -27,26 +27,7 @@ func runBackend() error {
 	if err != nil {
 		return err
 	}
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	srv := &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			for {
-				typ, msg, err := c.ReadMessage()
-				if err != nil {
-					return
-				}
-				if c.WriteMessage(typ, msg) != nil {
-					return
-				}
-			}
-		}),
-	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: wsecho.Handler()}
 	return procs.ServeUntilSignal(func() error { return srv.Serve(ln) }, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -191,4 +192,14 @@ func (c *Child) WaitHTTP(ctx context.Context, url string, within time.Duration) 
 		}
 		return nil
 	})
+}
+
+// LastLines returns at most the last n lines of s, a child's log, for an
+// error message.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
