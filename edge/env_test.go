@@ -45,6 +45,8 @@ func TestLoadSettingsDefaults(t *testing.T) {
 			assert.Equal(t, 16<<10, c.MaxHeaderBytes)
 			assert.Equal(t, 1<<20, c.MaxBodyBytes)
 			assert.Equal(t, 100_000, c.MaxConns)
+			assert.Equal(t, 10*time.Second, c.HeaderTimeout)
+			assert.Zero(t, c.MaxConnsPerIP, "0: the default, decided by TrustedProxies")
 
 			p := s.Proxy
 			assert.Equal(t, "sid", p.SessionCookieName)
@@ -98,6 +100,18 @@ func TestLoadSettingsValues(t *testing.T) {
 		{"MAX_HEADER_BYTES", map[string]string{"MAX_HEADER_BYTES": "32768"}, func(t *testing.T, s *Settings) {
 			assert.Equal(t, 32768, s.Server.MaxHeaderBytes)
 		}},
+		{"HEADER_TIMEOUT duration", map[string]string{"HEADER_TIMEOUT": "500ms"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 500*time.Millisecond, s.Server.HeaderTimeout)
+		}},
+		{"HEADER_TIMEOUT seconds", map[string]string{"HEADER_TIMEOUT": "5"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 5*time.Second, s.Server.HeaderTimeout)
+		}},
+		{"MAX_CONNS_PER_IP", map[string]string{"MAX_CONNS_PER_IP": " 200 "}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 200, s.Server.MaxConnsPerIP)
+		}},
+		{"MAX_CONNS_PER_IP 0 is off", map[string]string{"MAX_CONNS_PER_IP": "0"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, -1, s.Server.MaxConnsPerIP)
+		}},
 		{"SESSION_COOKIE_NAME", map[string]string{"SESSION_COOKIE_NAME": "__Host-gw"}, func(t *testing.T, s *Settings) {
 			assert.Equal(t, "__Host-gw", s.Proxy.SessionCookieName)
 		}},
@@ -138,6 +152,14 @@ func TestLoadSettingsRejectsBadValues(t *testing.T) {
 		{"MAX_HEADER_BYTES", "lots"},
 		{"MAX_CONNS", "0"},
 		{"PROXY_MAX_CONNS_PER_BACKEND", "0"},
+		{"HEADER_TIMEOUT", "0"},
+		{"HEADER_TIMEOUT", "0s"},
+		{"HEADER_TIMEOUT", "-1s"},
+		{"HEADER_TIMEOUT", "9000h"},
+		{"HEADER_TIMEOUT", "soon"},
+		{"MAX_CONNS_PER_IP", "-1"},
+		{"MAX_CONNS_PER_IP", "many"},
+		{"MAX_CONNS_PER_IP", "20000000"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
