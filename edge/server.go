@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/apigetaway/getaway/upstream"
@@ -262,6 +263,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			s.serveAPI(ctx)
 			return
 		}
+		// The router matches the raw path: give it the canonical one, so
+		// that /%61dmin/config is /admin/config, with the same guard.
+		if !canonicalizePath(ctx) {
+			writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+			return
+		}
 		routes(ctx)
 	})
 
@@ -345,6 +352,45 @@ var apiPrefix = []byte("/api")
 // isAPIPath reports path == "/api" or a path under "/api/".
 func isAPIPath(path []byte) bool {
 	return bytes.HasPrefix(path, apiPrefix) && (len(path) == len(apiPrefix) || path[len(apiPrefix)] == '/')
+}
+
+// canonicalizePath makes the request's path its canonical form, ctx.Path():
+// percent-decoded once, duplicate slashes and dot segments resolved, case
+// kept (/ADMIN is not /admin). Static files and the /auth rate limit read
+// ctx.Path(); the router matches the raw path (URI.PathOriginal), which is
+// set here to the canonical path escaped, so /%61dmin/config reaches
+// /admin/config and its guard. Escaping touches only bytes no route has
+// ('%', '?', '#', spaces, controls, '\', non-ASCII): /%2561 is the path
+// /%61, routed as /%2561, never /a. The query string is left as sent. /api
+// paths are not passed here: the proxy judges and forwards the raw target.
+//
+// It reports false, and the request is refused, if the path set does not
+// read back as the canonical one.
+func canonicalizePath(ctx *fasthttp.RequestCtx) bool {
+	u := ctx.Request.URI()
+	if bytes.Equal(u.PathOriginal(), u.Path()) {
+		return true // the common case: nothing to do, no allocation
+	}
+	canonical := append([]byte(nil), u.Path()...)
+	u.SetPathBytes(appendEscapedPath(make([]byte, 0, len(canonical)+16), canonical))
+	return bytes.Equal(u.Path(), canonical)
+}
+
+// appendEscapedPath appends path with every byte other than a path
+// character of RFC 3986 (unreserved, sub-delims, ':', '@', '/')
+// percent-encoded: '%', '?', '#', spaces, controls, '\' and non-ASCII.
+func appendEscapedPath(dst, path []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	for _, c := range path {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0:
+			dst = append(dst, c)
+		default:
+			dst = append(dst, '%', hex[c>>4], hex[c&0xf])
+		}
+	}
+	return dst
 }
 
 // serveAPI authenticates and proxies an /api request.
