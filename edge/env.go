@@ -81,6 +81,7 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 		Addr:            e.str("LISTEN_ADDR", net.JoinHostPort(e.str("LISTEN_HOST", ""), strconv.Itoa(port))),
 		AllowedOrigins:  e.origins("ALLOWED_ORIGINS"),
 		PublicDir:       e.str("PUBLIC_DIR", "public"),
+		HeaderTimeout:   e.duration("HEADER_TIMEOUT", 10*time.Second),
 		ReadTimeout:     e.seconds("READ_TIMEOUT_SECONDS", 60*time.Second),
 		WriteTimeout:    e.seconds("WRITE_TIMEOUT_SECONDS", 60*time.Second),
 		IdleTimeout:     e.seconds("IDLE_TIMEOUT_SECONDS", 120*time.Second),
@@ -88,6 +89,7 @@ func LoadSettings(lookup LookupEnv) (*Settings, error) {
 		MaxHeaderBytes:  e.integer("MAX_HEADER_BYTES", 16<<10, 1024, 1<<20),
 		MaxBodyBytes:    e.integer("MAX_BODY_BYTES", 1<<20, 1024, 1<<30),
 		MaxConns:        e.integer("MAX_CONNS", 100_000, 1, 10_000_000),
+		MaxConnsPerIP:   e.offOrInteger("MAX_CONNS_PER_IP", 1, 10_000_000),
 		// Issue 6: client IP and rate limits.
 		TrustedProxies:      e.trustedProxies("TRUSTED_PROXIES"),
 		AuthRateLimit:       e.rateLimit("AUTH_RATE_LIMIT", RateLimit{Requests: 60, Window: time.Minute}),
@@ -290,13 +292,28 @@ func (e *envReader) integer(key string, def, lo, hi int) int {
 	return n
 }
 
+// offOrInteger reads a limit whose default is decided elsewhere: unset or
+// empty is 0 (the default), "0" is -1 (off), else an integer from lo to hi.
+func (e *envReader) offOrInteger(key string, lo, hi int) int {
+	v, _ := e.lookup(key)
+	switch strings.TrimSpace(v) {
+	case "":
+		return 0
+	case "0":
+		return -1
+	}
+	return e.integer(key, 0, lo, hi)
+}
+
+// maxSeconds caps every duration read here: a year, beyond any timeout.
+const maxSeconds = 366 * 24 * 3600
+
 func (e *envReader) seconds(key string, def time.Duration) time.Duration {
 	v, ok := e.lookup(key)
 	if !ok || v == "" {
 		return def
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	const maxSeconds = 366 * 24 * 3600             // a year: beyond any timeout here
 	if err != nil || !(f > 0 && f <= maxSeconds) { // written so that NaN fails too
 		e.fail(key, fmt.Sprintf("must be a number of seconds above 0 and at most %d", maxSeconds), v)
 		return def
@@ -304,13 +321,18 @@ func (e *envReader) seconds(key string, def time.Duration) time.Duration {
 	return time.Duration(f * float64(time.Second))
 }
 
-// duration reads a Go duration ("90s", "6h") or a number of seconds.
+// duration reads a Go duration ("90s", "6h") or a number of seconds, above
+// 0 and at most a year either way.
 func (e *envReader) duration(key string, def time.Duration) time.Duration {
 	v, ok := e.lookup(key)
 	if !ok || strings.TrimSpace(v) == "" {
 		return def
 	}
-	if d, err := time.ParseDuration(strings.TrimSpace(v)); err == nil && d > 0 {
+	if d, err := time.ParseDuration(strings.TrimSpace(v)); err == nil {
+		if d <= 0 || d > maxSeconds*time.Second {
+			e.fail(key, fmt.Sprintf("must be a duration above 0 and at most %dh", maxSeconds/3600), v)
+			return def
+		}
 		return d
 	}
 	return e.seconds(key, def)

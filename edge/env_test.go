@@ -48,6 +48,8 @@ func TestLoadSettingsDefaults(t *testing.T) {
 			assert.Empty(t, c.AdminAddr, "no metrics listener by default")
 			assert.Equal(t, 0.01, c.AccessLogSample)
 			assert.True(t, s.AccessLog)
+			assert.Equal(t, 10*time.Second, c.HeaderTimeout)
+			assert.Zero(t, c.MaxConnsPerIP, "0: the default, decided by TrustedProxies")
 
 			p := s.Proxy
 			assert.Equal(t, "sid", p.SessionCookieName)
@@ -100,6 +102,18 @@ func TestLoadSettingsValues(t *testing.T) {
 		}},
 		{"MAX_HEADER_BYTES", map[string]string{"MAX_HEADER_BYTES": "32768"}, func(t *testing.T, s *Settings) {
 			assert.Equal(t, 32768, s.Server.MaxHeaderBytes)
+		}},
+		{"HEADER_TIMEOUT duration", map[string]string{"HEADER_TIMEOUT": "500ms"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 500*time.Millisecond, s.Server.HeaderTimeout)
+		}},
+		{"HEADER_TIMEOUT seconds", map[string]string{"HEADER_TIMEOUT": "5"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 5*time.Second, s.Server.HeaderTimeout)
+		}},
+		{"MAX_CONNS_PER_IP", map[string]string{"MAX_CONNS_PER_IP": " 200 "}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, 200, s.Server.MaxConnsPerIP)
+		}},
+		{"MAX_CONNS_PER_IP 0 is off", map[string]string{"MAX_CONNS_PER_IP": "0"}, func(t *testing.T, s *Settings) {
+			assert.Equal(t, -1, s.Server.MaxConnsPerIP)
 		}},
 		{"SESSION_COOKIE_NAME", map[string]string{"SESSION_COOKIE_NAME": "__Host-gw"}, func(t *testing.T, s *Settings) {
 			assert.Equal(t, "__Host-gw", s.Proxy.SessionCookieName)
@@ -164,6 +178,14 @@ func TestLoadSettingsRejectsBadValues(t *testing.T) {
 		{"ACCESS_LOG_SAMPLE", "NaN"},
 		{"ACCESS_LOG_SAMPLE", "10%"},
 		{"ACCESS_LOG", "sometimes"},
+		{"HEADER_TIMEOUT", "0"},
+		{"HEADER_TIMEOUT", "0s"},
+		{"HEADER_TIMEOUT", "-1s"},
+		{"HEADER_TIMEOUT", "9000h"},
+		{"HEADER_TIMEOUT", "soon"},
+		{"MAX_CONNS_PER_IP", "-1"},
+		{"MAX_CONNS_PER_IP", "many"},
+		{"MAX_CONNS_PER_IP", "20000000"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
@@ -232,9 +254,15 @@ func TestEnvExampleIsValid(t *testing.T) {
 		require.True(t, ok, line)
 		env[k] = strings.Trim(v, `"`)
 	}
-	_, err = LoadSettings(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	asked := map[string]bool{}
+	_, err = LoadSettings(func(k string) (string, bool) { asked[k] = true; v, ok := env[k]; return v, ok })
 	require.NoError(t, err)
-	for _, k := range []string{"PORT", "REDIS_URL", "OIDC_ISSUER", "ADMIN_TOKENS", "HEALTH_INTERVAL", "WS_MAX_MESSAGE_BYTES", "SESSION_ABSOLUTE_TIMEOUT_SECONDS"} {
+	// Every variable the gateway reads is listed, and nothing else.
+	require.NotEmpty(t, asked)
+	for k := range asked {
 		assert.Contains(t, env, k, ".env.example misses %s", k)
+	}
+	for k := range env {
+		assert.True(t, asked[k], ".env.example lists %s, which the gateway does not read", k)
 	}
 }

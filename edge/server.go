@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/apigetaway/getaway/upstream"
@@ -30,7 +31,15 @@ type Config struct {
 	// a missing directory turns static serving off. LoadSettings sets
 	// "public" (env PUBLIC_DIR).
 	PublicDir string
-	// ReadTimeout bounds reading one request, head and body. Default 60s.
+	// HeaderTimeout bounds the wait for a request head: on a new
+	// connection from its opening, on a keep-alive one from the request's
+	// first byte, to the end of the head. A client that trickles its head
+	// (slowloris) is answered 408 and closed after it. Default 10s (env
+	// HEADER_TIMEOUT).
+	HeaderTimeout time.Duration
+	// ReadTimeout bounds reading one request's body, counted from the end
+	// of its head, including the reads of a body streamed to a backend.
+	// Default 60s.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing one response. Default 60s.
 	WriteTimeout time.Duration
@@ -47,6 +56,13 @@ type Config struct {
 	MaxBodyBytes int
 	// MaxConns caps concurrent client connections. Default 100000.
 	MaxConns int
+	// MaxConnsPerIP (env MAX_CONNS_PER_IP) caps concurrent connections from
+	// one socket peer address (IPv6: one full address, not a /64); one more
+	// is answered 429 and closed. It counts the peer, never
+	// X-Forwarded-For: behind proxies it would cap the proxies. So 0 means
+	// the default, 1000 (1% of the default MaxConns) without
+	// TrustedProxies and off with them; a negative value turns it off.
+	MaxConnsPerIP int
 	// TrustedProxies (env TRUSTED_PROXIES) are the proxies whose
 	// X-Forwarded-For entries are believed when they are the socket peer
 	// (see ClientIPPolicy). Default none: the client is the peer. Give the
@@ -75,9 +91,18 @@ type Config struct {
 	AccessLogSample float64
 }
 
+// DefaultMaxConnsPerIP is MaxConnsPerIP's default when no proxy is trusted,
+// that is when the socket peer is the client: one address alone cannot hold
+// more than 1% of the default MaxConns, while a load test from one host
+// (k6, wrk) or a NAT of some hundred browsers stays below it.
+const DefaultMaxConnsPerIP = 1000
+
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
 		c.Addr = ":8080"
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = 10 * time.Second
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 60 * time.Second
@@ -99,6 +124,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 100_000
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+		if len(c.TrustedProxies) > 0 {
+			c.MaxConnsPerIP = -1
+		}
 	}
 	if c.AuthRateLimit.IsZero() {
 		c.AuthRateLimit = RateLimit{Requests: 60, Window: time.Minute}
@@ -255,22 +286,36 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			s.serveAPI(ctx)
 			return
 		}
+		// The router matches the raw path: give it the canonical one, so
+		// that /%61dmin/config is /admin/config, with the same guard.
+		if !canonicalizePath(ctx) {
+			writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+			return
+		}
 		routes(ctx)
 	})
 
+	// Slowloris: the server's ReadTimeout, here HeaderTimeout, runs from a
+	// connection's opening, or a keep-alive request's first byte, to the
+	// end of the head; HeaderReceived then gives the rest of the request
+	// ReadTimeout from there (fasthttp server.go, serveConnCounted).
+	// IdleTimeout alone bounds the wait for a keep-alive request's first
+	// byte.
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handler,
 		ErrorHandler:                  s.serverError,
 		Name:                          "getaway",
 		NoDefaultServerHeader:         true,
 		NoDefaultContentType:          true,
-		ReadTimeout:                   cfg.ReadTimeout,
+		ReadTimeout:                   cfg.HeaderTimeout,
+		HeaderReceived:                bodyReadTimeout(cfg.ReadTimeout),
 		WriteTimeout:                  cfg.WriteTimeout,
 		IdleTimeout:                   cfg.IdleTimeout,
 		ReadBufferSize:                cfg.MaxHeaderBytes,
 		MaxRequestBodySize:            cfg.MaxBodyBytes,
 		StreamRequestBody:             true,
 		Concurrency:                   cfg.MaxConns,
+		MaxConnsPerIP:                 max(cfg.MaxConnsPerIP, 0),
 		DisablePreParseMultipartForm:  true,
 		CloseOnShutdown:               true,
 		TCPKeepalive:                  true,
@@ -333,11 +378,58 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// bodyReadTimeout is the server's HeaderReceived hook: once a head is in,
+// the rest of the request gets d.
+func bodyReadTimeout(d time.Duration) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		return fasthttp.RequestConfig{ReadTimeout: d}
+	}
+}
+
 var apiPrefix = []byte("/api")
 
 // isAPIPath reports path == "/api" or a path under "/api/".
 func isAPIPath(path []byte) bool {
 	return bytes.HasPrefix(path, apiPrefix) && (len(path) == len(apiPrefix) || path[len(apiPrefix)] == '/')
+}
+
+// canonicalizePath makes the request's path its canonical form, ctx.Path():
+// percent-decoded once, duplicate slashes and dot segments resolved, case
+// kept (/ADMIN is not /admin). Static files and the /auth rate limit read
+// ctx.Path(); the router matches the raw path (URI.PathOriginal), which is
+// set here to the canonical path escaped, so /%61dmin/config reaches
+// /admin/config and its guard. Escaping touches only bytes no route has
+// ('%', '?', '#', spaces, controls, '\', non-ASCII): /%2561 is the path
+// /%61, routed as /%2561, never /a. The query string is left as sent. /api
+// paths are not passed here: the proxy judges and forwards the raw target.
+//
+// It reports false, and the request is refused, if the path set does not
+// read back as the canonical one.
+func canonicalizePath(ctx *fasthttp.RequestCtx) bool {
+	u := ctx.Request.URI()
+	if bytes.Equal(u.PathOriginal(), u.Path()) {
+		return true // the common case: nothing to do, no allocation
+	}
+	canonical := append([]byte(nil), u.Path()...)
+	u.SetPathBytes(appendEscapedPath(make([]byte, 0, len(canonical)+16), canonical))
+	return bytes.Equal(u.Path(), canonical)
+}
+
+// appendEscapedPath appends path with every byte other than a path
+// character of RFC 3986 (unreserved, sub-delims, ':', '@', '/')
+// percent-encoded: '%', '?', '#', spaces, controls, '\' and non-ASCII.
+func appendEscapedPath(dst, path []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	for _, c := range path {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0:
+			dst = append(dst, c)
+		default:
+			dst = append(dst, '%', hex[c>>4], hex[c&0xf])
+		}
+	}
+	return dst
 }
 
 // serveAPI authenticates and proxies an /api request.
@@ -392,11 +484,15 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 // never reaches a handler, so it is never forwarded.
 func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
 	var tooLarge *fasthttp.ErrSmallBuffer
+	var netErr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeJSON(ctx, fasthttp.StatusRequestEntityTooLarge, bodyTooLarge)
 	case errors.As(err, &tooLarge):
 		writeJSON(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, []byte(`{"error":"headers_too_large"}`))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// HeaderTimeout, or ReadTimeout before the head was parsed.
+		writeJSON(ctx, fasthttp.StatusRequestTimeout, []byte(`{"error":"request_timeout"}`))
 	default:
 		writeJSON(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 	}

@@ -217,7 +217,7 @@ func (rep *report) writeMarkdown(path string) error {
 	}
 	fmt.Fprintf(&b, "- Command: `%s`\n", rep.command)
 	fmt.Fprintf(&b, "- Load generator: %s; %d connections; getaway-websocket: a Go closed loop over %d sockets (github.com/fasthttp/websocket, in the harness process)\n", rep.env.generator, rep.o.conns, rep.o.conns)
-	fmt.Fprintf(&b, "- Gateway: %s, started with only its environment (OIDC_*, APP_BASE_URL, REDIS_URL, CONFIG_PATH, LISTEN_ADDR, LOG_LEVEL=error)\n", rep.env.gateway)
+	fmt.Fprintf(&b, "- Gateway: %s, started with only its environment (OIDC_*, APP_BASE_URL, REDIS_URL, CONFIG_PATH, LISTEN_ADDR, LOG_LEVEL=error, AUTH_RATE_LIMIT=0, MAX_CONNS_PER_IP=0)\n", rep.env.gateway)
 	fmt.Fprintf(&b, "- OpenID provider: authflow/testidp (zitadel's example OP) in the harness process\n")
 	fmt.Fprintf(&b, "- Redis: %s\n", rep.env.redis)
 	fmt.Fprintf(&b, "- nginx: %s\n", rep.env.nginx)

@@ -136,7 +136,7 @@ func (rep *report) markdown(chart string) string {
 	w("# Soak\n\n")
 	w("- Date: %s\n- Go: %s %s/%s\n- nproc: %d\n", rep.started.UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	w("- Command: `%s`\n", rep.command)
-	w("- Gateway: %s, started with only its environment (OIDC_*, APP_BASE_URL, REDIS_URL, CONFIG_PATH, LISTEN_ADDR, LOG_LEVEL=error, AUTH_RATE_LIMIT=0, ADMIN_TOKENS, ADMIN_ADDR)\n", rep.gateway)
+	w("- Gateway: %s, started with only its environment (OIDC_*, APP_BASE_URL, REDIS_URL, CONFIG_PATH, LISTEN_ADDR, LOG_LEVEL=error, AUTH_RATE_LIMIT=0, MAX_CONNS_PER_IP=0, ADMIN_TOKENS, ADMIN_ADDR)\n", rep.gateway)
 	w("- Redis: %s\n- OpenID provider: authflow/testidp in the harness process\n", rep.redis)
 	w("- Load for %v, all on 127.0.0.1: GET `%s` with %d signed-in sessions from %d keep-alive connections at %s; a fresh sign-in through the provider's form every %v, one request with it, `POST /auth/logout` and a check that it then answers 401; %d clients each opening a WebSocket on `/api/ws` every %v, %d echoes, a close frame; a `PUT /admin/config` of the gateway's own config with an admin token every %v\n",
 		o.duration, apiPath, o.users, o.conns, rateText(o.rate), signInEvery, wsChurners, wsEvery, wsTrips, reloadEvery)

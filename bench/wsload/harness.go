@@ -101,6 +101,8 @@ func startGateway(idp *testidp.IdP, backendURL string) (*procs.Child, target, er
 		"SESSION_COOKIE_SECURE=false",
 		"PUBLIC_DIR=/nonexistent",
 		"LOG_LEVEL=error",
+		// Every socket comes from one address (MAX_CONNS_PER_IP is 1000 by default).
+		"MAX_CONNS_PER_IP=0",
 		// The idle sockets must outlive the measure.
 		"WS_IDLE_TIMEOUT_SECONDS=1800",
 	)

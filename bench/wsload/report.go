@@ -14,7 +14,7 @@ func renderReport(e env, o options, mem memoryResult, lat []latencyResult, final
 	w("- Date: %s\n- Go: %s\n- nproc: %d\n- CPU: %s\n- Command: `%s`\n", e.date, e.goVersion, e.nproc, e.cpu, e.command)
 	w("- Open-file limit of the harness: %d (raised in-process with setrlimit; the gateway raises its own to hold both connections of every socket)\n", e.fdLimit)
 	w("- Backend: a WebSocket echo server (net/http and github.com/fasthttp/websocket) in its own process\n")
-	w("- Gateway: in its own process, composed as main.go composes it (edge, authflow, upstream, the in-memory session store), configured by the environment (OIDC_*, APP_BASE_URL, LISTEN_ADDR, WS_IDLE_TIMEOUT_SECONDS=1800, LOG_LEVEL=error), WebSocket limits otherwise at their defaults\n")
+	w("- Gateway: in its own process, composed as main.go composes it (edge, authflow, upstream, the in-memory session store), configured by the environment (OIDC_*, APP_BASE_URL, LISTEN_ADDR, WS_IDLE_TIMEOUT_SECONDS=1800, MAX_CONNS_PER_IP=0, LOG_LEVEL=error), WebSocket limits otherwise at their defaults\n")
 	w("- Sign-in: one real sign-in through authflow/testidp (the IdP's login form, the gateway's callback), in the harness process; every socket through the gateway carries that session cookie, so every upgrade is authenticated (session from the process cache) and its session watched\n")
 	w("- Clients: github.com/fasthttp/websocket in the harness process; all on 127.0.0.1; the harness, the backend and the gateway share the machine's CPUs\n\n")
 

@@ -60,6 +60,8 @@ func Env(addr, issuer, redisURL, configPath string) []string {
 		"SHUTDOWN_TIMEOUT_SECONDS=2",
 		// The cold-path rounds sign in hundreds of times from one address.
 		"AUTH_RATE_LIMIT=0",
+		// The load comes from one address.
+		"MAX_CONNS_PER_IP=0",
 	}
 	if redisURL != "" {
 		env = append(env, "REDIS_URL="+redisURL)
