@@ -3,6 +3,7 @@ package authflow
 import (
 	"time"
 
+	"github.com/apigetaway/getaway/upstream"
 	"github.com/valyala/fasthttp"
 )
 
@@ -31,9 +32,11 @@ func (a *Auth) setSessionCookie(ctx *fasthttp.RequestCtx, id string, maxAge time
 }
 
 // sessionID returns the session cookie's value, or nil. A value longer than
-// any id the gateway issues is ignored.
+// any id the gateway issues is ignored. The Cookie lines are read as sent
+// and left unparsed, so that the proxy forwards the other cookies
+// unchanged (see upstream.CookieValue).
 func (a *Auth) sessionID(ctx *fasthttp.RequestCtx) []byte {
-	v := ctx.Request.Header.Cookie(a.cfg.Cookie.Name)
+	v := upstream.CookieValue(&ctx.Request.Header, []byte(a.cfg.Cookie.Name))
 	if len(v) == 0 || len(v) > 128 {
 		return nil
 	}

@@ -107,7 +107,7 @@ func (r *Routing) AllowsOrigin(origin []byte) bool {
 // requests in flight finish on the table they started with.
 type Proxy struct {
 	pool       *Pool
-	cookieName string
+	cookieName []byte
 	observer   BackendObserver
 	fwdFor     ForwardedForPolicy // nil: the peer alone
 	log        *zap.Logger
@@ -128,7 +128,7 @@ func NewProxy(cfg ProxyConfig, f *File, log *zap.Logger) (*Proxy, error) {
 	}
 	p := &Proxy{
 		pool:       NewPool(cfg.Pool),
-		cookieName: cfg.SessionCookieName,
+		cookieName: []byte(cfg.SessionCookieName),
 		observer:   cfg.Observer,
 		fwdFor:     cfg.ForwardedFor,
 		log:        log,
@@ -373,11 +373,13 @@ func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backen
 
 	// Forwarding headers are computed before the client's Host is replaced.
 	bufp := p.scratch.Get().(*[]byte)
-	var buf []byte
+	// The session cookie goes before anything parses the Cookie lines
+	// (see cookie.go); the other cookies reach the backend as sent.
+	buf := stripCookies(h, p.cookieName, *bufp)
 	if p.fwdFor != nil {
-		buf = p.fwdFor.AppendForwardedFor((*bufp)[:0], ctx)
+		buf = p.fwdFor.AppendForwardedFor(buf[:0], ctx)
 	} else {
-		buf = appendClientIP((*bufp)[:0], ctx)
+		buf = appendClientIP(buf[:0], ctx)
 	}
 	// Every client copy of the hop-by-hop and forwarding headers goes
 	// first (Set would replace only the first copy), then the gateway's.
@@ -391,7 +393,6 @@ func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backen
 	h.SetBytesV(fasthttp.HeaderXForwardedHost, h.Host())
 
 	setIdentity(h, id)
-	h.DelCookie(p.cookieName)
 	if route.ForwardAccessToken && id != nil && id.AccessToken != "" {
 		buf = append(append(buf[:0], "Bearer "...), id.AccessToken...)
 		h.Del(fasthttp.HeaderAuthorization) // every client copy
