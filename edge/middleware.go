@@ -155,14 +155,27 @@ func securityHeaders(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
+// securityByLen lists, for each name length, the indices in
+// securityDefaults of the names of that length: most response headers are
+// told apart from them by their length alone.
+var securityByLen = func() (t [64][]uint8) {
+	for i, d := range securityDefaults {
+		t[len(d.k)] = append(t[len(d.k)], uint8(i))
+	}
+	return t
+}()
+
 // setSecurityHeaders adds each default header the response lacks; a
 // backend's own value of the same header wins. One pass over the response
 // headers finds what is there.
 func setSecurityHeaders(h *fasthttp.ResponseHeader) {
 	var present [len(securityDefaults)]bool
 	for k := range h.All() {
-		for i := range securityDefaults {
-			if len(k) == len(securityDefaults[i].k) && bytes.EqualFold(k, securityDefaults[i].k) {
+		if len(k) >= len(securityByLen) {
+			continue
+		}
+		for _, i := range securityByLen[len(k)] {
+			if bytes.EqualFold(k, securityDefaults[i].k) {
 				present[i] = true
 				break
 			}

@@ -276,21 +276,40 @@ func SanitizeHeaderValue(v string) string {
 
 func isControl(c byte) bool { return c < 0x20 || c == 0x7f }
 
+// Canonical names of the headers the proxy sets, so that setting one costs
+// no key normalisation.
+var (
+	keyUserEmail      = []byte(HeaderUserEmail)
+	keyUserSub        = []byte(HeaderUserSub)
+	keyUserName       = []byte(HeaderUserName)
+	keyForwardedFor   = []byte(fasthttp.HeaderXForwardedFor)
+	keyForwardedProto = []byte(fasthttp.HeaderXForwardedProto)
+	keyForwardedHost  = []byte(fasthttp.HeaderXForwardedHost)
+	keyAuthorization  = []byte(fasthttp.HeaderAuthorization)
+	valueHTTP         = []byte("http")
+	valueHTTPS        = []byte("https")
+)
+
 // setIdentity replaces the client's identity headers with the verified ones.
-func setIdentity(h *fasthttp.RequestHeader, id *Identity) {
+// buf is scratch space; the extended buffer is returned for reuse.
+func setIdentity(h *fasthttp.RequestHeader, id *Identity, buf []byte) []byte {
 	removeUserHeaders(h)
 	if id == nil {
-		return
+		return buf
 	}
-	setIfNotEmpty(h, HeaderUserEmail, id.Email)
-	setIfNotEmpty(h, HeaderUserSub, id.Sub)
-	setIfNotEmpty(h, HeaderUserName, id.Name)
+	buf = setIfNotEmpty(h, keyUserEmail, id.Email, buf)
+	buf = setIfNotEmpty(h, keyUserSub, id.Sub, buf)
+	return setIfNotEmpty(h, keyUserName, id.Name, buf)
 }
 
-func setIfNotEmpty(h *fasthttp.RequestHeader, k, v string) {
+// setIfNotEmpty sets the canonical header k to v, sanitised, unless that
+// leaves nothing. v goes through buf, which is returned.
+func setIfNotEmpty(h *fasthttp.RequestHeader, k []byte, v string, buf []byte) []byte {
 	if v = SanitizeHeaderValue(v); v != "" {
-		h.Set(k, v)
+		buf = append(buf[:0], v...)
+		h.SetCanonical(k, buf)
 	}
+	return buf
 }
 
 // appendClientIP appends the IP of the peer that sent ctx's request.

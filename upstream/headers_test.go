@@ -69,7 +69,7 @@ func TestRemoveResponseHopByHop(t *testing.T) {
 
 func TestSetIdentityRemovesEveryClientUserHeader(t *testing.T) {
 	req := parseRequestHead(t, "GET / HTTP/1.1\r\nHost: a\r\nx-user-email: evil@x\r\nX-USER-SUB: 0\r\nX-User-Sub: 1\r\nx-UsEr-roles: admin\r\nX-Userland: keep\r\n\r\n")
-	setIdentity(&req.Header, &Identity{Sub: "s1", Email: "e@x", Name: "N"})
+	setIdentity(&req.Header, &Identity{Sub: "s1", Email: "e@x", Name: "N"}, nil)
 	var got []string
 	for k, v := range req.Header.All() {
 		got = append(got, string(k)+"="+string(v))

@@ -29,11 +29,13 @@ type PoolConfig struct {
 	DialTimeout time.Duration `yaml:"dialTimeout"`
 	// ResponseTimeout is the longest a backend may stay silent: while
 	// waiting for the response head and between two reads of its body
-	// (nginx's proxy_read_timeout). A silent backend yields 504.
+	// (nginx's proxy_read_timeout). A silent backend yields 504 after
+	// between ResponseTimeout and 1/8 more (see idleTimeoutConn).
 	// Default 30s (env PROXY_TIMEOUT_SECONDS).
 	ResponseTimeout time.Duration `yaml:"responseTimeout"`
 	// WriteTimeout is the longest one write of the request to a backend may
-	// block (a backend that stops reading an upload). Default 30s.
+	// block (a backend that stops reading an upload), give or take the
+	// same 1/8 as ResponseTimeout. Default 30s.
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
 	// MaxIdleConnDuration closes keep-alive connections unused this long.
 	// Default 90s.
@@ -240,24 +242,70 @@ func (p *Pool) newBackend(rawURL string) (*Backend, error) {
 	return b, nil
 }
 
+// deadlineSlack is the fraction of a timeout by which idleTimeoutConn may
+// let a deadline run long, so that it moves the deadline (a runtime timer
+// update) about once per timeout/deadlineSlack of activity, not on every
+// Read and Write.
+const deadlineSlack = 8
+
 // idleTimeoutConn gives every Read and Write its own deadline, so a backend
 // may stream for as long as it keeps sending, but never stay silent longer
-// than the timeout.
+// than the timeout. The deadline is coarse: a Read or Write that starts
+// with at least the timeout left keeps the deadline in force, and one that
+// does not moves it to timeout*(1+1/deadlineSlack) from now. A call that
+// blocks therefore fails after between timeout and
+// timeout*(1+1/deadlineSlack) of silence, never sooner.
 type idleTimeoutConn struct {
 	net.Conn
 	read, write time.Duration
+
+	// The deadlines last set through this wrapper; the zero time when
+	// unknown (a deadline set by someone else), which the next call
+	// replaces. A connection is used by one request at a time.
+	readDeadline, writeDeadline time.Time
 }
 
 func (c *idleTimeoutConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.read)); err != nil {
-		return 0, err
+	if now := time.Now(); c.readDeadline.Sub(now) < c.read {
+		d := now.Add(c.read + c.read/deadlineSlack)
+		if err := c.Conn.SetReadDeadline(d); err != nil {
+			c.readDeadline = time.Time{}
+			return 0, err
+		}
+		c.readDeadline = d
 	}
 	return c.Conn.Read(p)
 }
 
 func (c *idleTimeoutConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.write)); err != nil {
-		return 0, err
+	if now := time.Now(); c.writeDeadline.Sub(now) < c.write {
+		d := now.Add(c.write + c.write/deadlineSlack)
+		if err := c.Conn.SetWriteDeadline(d); err != nil {
+			c.writeDeadline = time.Time{}
+			return 0, err
+		}
+		c.writeDeadline = d
 	}
 	return c.Conn.Write(p)
+}
+
+// SetDeadline sets both deadlines of the connection; the next Read and
+// Write replace them with their own.
+func (c *idleTimeoutConn) SetDeadline(t time.Time) error {
+	c.readDeadline, c.writeDeadline = time.Time{}, time.Time{}
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the connection's read deadline; the next Read
+// replaces it with its own.
+func (c *idleTimeoutConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline = time.Time{}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the connection's write deadline; the next Write
+// replaces it with its own.
+func (c *idleTimeoutConn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline = time.Time{}
+	return c.Conn.SetWriteDeadline(t)
 }

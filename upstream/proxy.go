@@ -384,19 +384,19 @@ func (p *Proxy) rewriteRequest(ctx *fasthttp.RequestCtx, route *Route, b *Backen
 	// Every client copy of the hop-by-hop and forwarding headers goes
 	// first (Set would replace only the first copy), then the gateway's.
 	removeRequestHeaders(h)
-	h.SetBytesV(fasthttp.HeaderXForwardedFor, buf)
+	h.SetCanonical(keyForwardedFor, buf)
 	if ctx.IsTLS() {
-		h.Set(fasthttp.HeaderXForwardedProto, "https")
+		h.SetCanonical(keyForwardedProto, valueHTTPS)
 	} else {
-		h.Set(fasthttp.HeaderXForwardedProto, "http")
+		h.SetCanonical(keyForwardedProto, valueHTTP)
 	}
-	h.SetBytesV(fasthttp.HeaderXForwardedHost, h.Host())
+	h.SetCanonical(keyForwardedHost, h.Host())
 
-	setIdentity(h, id)
+	buf = setIdentity(h, id, buf)
 	if route.ForwardAccessToken && id != nil && id.AccessToken != "" {
 		buf = append(append(buf[:0], "Bearer "...), id.AccessToken...)
 		h.Del(fasthttp.HeaderAuthorization) // every client copy
-		h.SetBytesV(fasthttp.HeaderAuthorization, buf)
+		h.SetCanonical(keyAuthorization, buf)
 	}
 
 	if len(b.basePath) > 0 {
