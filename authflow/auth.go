@@ -51,6 +51,7 @@ type Auth struct {
 
 	refreshes singleflight.Group // one refresh per session per instance
 	userinfo  userinfoCache
+	unsaved   unsavedSessions // renewed sessions the store refused (unsaved.go)
 
 	lastUnavailableLog atomic.Int64 // unix second of the last "session unavailable" log
 
@@ -61,10 +62,12 @@ type Auth struct {
 // RefreshStats counts the token refreshes this instance asked of the
 // provider since it started.
 type RefreshStats struct {
-	// OK: new tokens were issued and stored.
+	// OK: new tokens were issued and stored, or kept in process memory
+	// until the store takes them.
 	OK uint64
 	// Failed: the provider could not be asked or answered with an error
-	// other than invalid_grant, or the renewed session was not stored.
+	// other than invalid_grant, or the renewed session could be neither
+	// stored nor kept.
 	Failed uint64
 	// Expired: the session could not be renewed (invalid_grant, or no
 	// refresh token and an expired access token) and was ended.

@@ -48,7 +48,7 @@ func (a *Auth) session(ctx *fasthttp.RequestCtx) (*sessioncache.Session, bool) {
 		return nil, false
 	}
 	// The store neither keeps nor changes the id: no copy is needed.
-	sess, err := a.store.GetSession(ctx, b2s(id))
+	sess, err := a.currentSession(ctx, b2s(id))
 	if err != nil {
 		a.refuse(ctx, err)
 		return nil, false
@@ -113,7 +113,7 @@ const refreshPoll = 20 * time.Millisecond
 
 func (a *Auth) refreshLocked(ctx context.Context, id string) (*sessioncache.Session, error) {
 	for {
-		cur, err := a.store.GetSession(ctx, id)
+		cur, err := a.currentSession(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -126,9 +126,16 @@ func (a *Auth) refreshLocked(ctx context.Context, id string) (*sessioncache.Sess
 		}
 		if ok {
 			defer release()
+			// A renewed session of id not yet stored: its writer must not
+			// store it over what this refresh stores. Only a refresh of
+			// id, which singleflight makes this one, adds an entry for id.
+			if a.unsaved.has(id) {
+				a.unsaved.writeMu.Lock()
+				defer a.unsaved.writeMu.Unlock()
+			}
 			// Re-read under the lock: the holder before us may have
 			// finished between our read and our lock.
-			if cur, err = a.store.GetSession(ctx, id); err != nil {
+			if cur, err = a.currentSession(ctx, id); err != nil {
 				return nil, err
 			}
 			if !a.stale(cur, a.now()) {
@@ -173,6 +180,17 @@ func (a *Auth) redeem(ctx context.Context, id string, cur *sessioncache.Session)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			// Another instance may have renewed the session while this
+			// one held an older copy: it stores a renewed session late
+			// when the store refused it at first (keepUnsaved). Look
+			// once more before ending the session.
+			if moved, gerr := a.store.GetSession(ctx, id); gerr == nil && moved.Version > cur.Version && moved.RefreshToken != cur.RefreshToken {
+				if a.stale(moved, a.now()) {
+					return a.redeem(ctx, id, moved)
+				}
+				return moved, nil
+			}
+			a.unsaved.drop(id, nil)
 			if derr := a.store.DeleteSession(ctx, id); derr != nil {
 				a.log.Warn("expired session not deleted", zap.Error(derr))
 			}
@@ -198,7 +216,21 @@ func (a *Auth) redeem(ctx context.Context, id string, cur *sessioncache.Session)
 	}
 	next.Version++
 	if err := a.store.PutSession(ctx, id, &next); err != nil {
-		return nil, err
+		// The provider may have rotated the refresh token: cur's is then
+		// dead, and dropping next would end the session at its next
+		// refresh. Keep next in memory until the store takes it, and
+		// serve this request with it: its tokens are fresh and its
+		// identity verified.
+		kept, first := a.keepUnsaved(id, &next)
+		if !kept {
+			return nil, err
+		}
+		if first {
+			a.log.Warn("renewed session not stored, kept in memory until the store answers",
+				zap.String("sub", next.Sub), zap.Error(err))
+		}
+		return &next, nil
 	}
+	a.unsaved.drop(id, nil) // the store has the newest
 	return &next, nil
 }
