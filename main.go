@@ -130,6 +130,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Error("cannot set up sign-in", zap.Error(err))
 			return 1
 		}
+		// Stops the writer of renewed sessions the store refused; runs
+		// before the store closes.
+		defer auth.Close()
 		deps.Auth, deps.Routes = auth, auth.Register
 		deps.Metrics.Refreshes = auth
 	} else {

@@ -26,7 +26,9 @@ func (a *Auth) logout(ctx *fasthttp.RequestCtx) {
 	defer cancel()
 	var idToken string
 	if id := a.sessionID(ctx); id != nil {
-		sess, err := a.store.GetSession(c, string(id))
+		// Through the renewed sessions kept in memory (unsaved.go), so
+		// that the refresh token revoked is the live one.
+		sess, err := a.currentSession(c, string(id))
 		switch {
 		case err == nil:
 			idToken = sess.IDToken

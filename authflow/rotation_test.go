@@ -299,6 +299,26 @@ func TestUnsavedWriterStops(t *testing.T) {
 	})
 }
 
+// TestCloseStoresUnsaved: a renewed session still in memory when the
+// gateway stops is stored by Close's last attempt once the store answers.
+func TestCloseStoresUnsaved(t *testing.T) {
+	store := newFlakyStore(t)
+	a := &Auth{cfg: Config{}.withDefaults(), store: store, log: zap.NewNop(), now: time.Now}
+	ctx := context.Background()
+	require.NoError(t, store.Memory.PutSession(ctx, "s", &sessioncache.Session{Sub: "user-1", RefreshToken: "rt-1", Version: 1}))
+	store.failPuts.Store(true)
+	kept, _ := a.keepUnsaved("s", &sessioncache.Session{Sub: "user-1", RefreshToken: "rt-2", Version: 2})
+	require.True(t, kept)
+	// The store answers again; the writer waits out its first backoff,
+	// and the process stops before it is over.
+	store.failPuts.Store(false)
+	a.Close()
+	got, err := store.GetSession(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, "rt-2", got.RefreshToken, "the renewed session was lost at Close")
+	assert.False(t, a.unsaved.has("s"))
+}
+
 // roundTripFunc adapts a function to http.RoundTripper.
 type roundTripFunc func(*http.Request) (*http.Response, error)
 

@@ -261,8 +261,9 @@ func (a *Auth) storeUnsaved(ctx context.Context, id string, e unsavedEntry) bool
 }
 
 // Close stops the background writer of renewed sessions the store could not
-// take (README "Faults") and waits for it to return. Those still unsaved
-// are then lost with the process; their users are signed out at their next
+// take (README "Faults"), waits for it to return, and tries once more,
+// for at most 2 s, to store those still unsaved. What is still unsaved then
+// is lost with the process; those users are signed out at their next
 // refresh. After Close, a renewed session the store refuses fails its
 // request (503), and Auth otherwise keeps working. Close is idempotent.
 func (a *Auth) Close() {
@@ -275,4 +276,18 @@ func (a *Auth) Close() {
 		cancel()
 		<-done
 	}
+	// One last, bounded attempt for those still unsaved, so that a
+	// shutdown after Redis came back loses none.
+	ctx, stop := context.WithTimeout(context.Background(), min(a.cfg.HTTPTimeout, unsavedCloseTimeout))
+	defer stop()
+	for id, e := range u.snapshot() {
+		if ctx.Err() != nil {
+			break
+		}
+		a.storeUnsaved(ctx, id, e)
+	}
 }
+
+// unsavedCloseTimeout bounds Close's last attempt to store the renewed
+// sessions still in memory.
+const unsavedCloseTimeout = 2 * time.Second
