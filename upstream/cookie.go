@@ -90,12 +90,4 @@ func nextCookieItem(line []byte) (item, rest []byte) {
 }
 
 // trimOWS removes spaces and tabs around b.
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
+func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
