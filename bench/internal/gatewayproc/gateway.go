@@ -118,9 +118,17 @@ func Start(ctx context.Context, o Options) (*Gateway, error) {
 		cmd := exec.Command(bin)
 		cmd.Dir = dir // no ./public: static files off
 		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = logf, logf
+		// The access log (stdout, 1% of requests by default) is written as
+		// in production but not kept: the log is the process log (stderr).
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			logf.Close()
+			return false, err
+		}
+		cmd.Stdout, cmd.Stderr = devNull, logf
 		c, err := procs.Start("getaway", cmd)
-		logf.Close() // the child has its own descriptor
+		logf.Close() // the child has its own descriptors
+		devNull.Close()
 		if err != nil {
 			return false, err
 		}
