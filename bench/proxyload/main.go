@@ -1,8 +1,9 @@
 // Command proxyload measures what getaway's authenticated proxy path costs:
 // it loads the same echo backend directly, through the real getaway binary
 // (signed in through a real OpenID provider, the session in Redis) and
-// through nginx as a plain reverse proxy without authentication, all on
-// loopback, with the same load generator, in several interleaved rounds,
+// through nginx as a plain reverse proxy without authentication and
+// through oauth2-proxy with Redis sessions (signed in through the same
+// provider), all on loopback, with the same load generator, in several interleaved rounds,
 // and reports the medians and the ratios (DESIGN.md section 4). It also
 // times the first request of freshly signed-in sessions, counts the Redis
 // commands the gateway sends per 1,000 cached requests and reads the
@@ -18,7 +19,9 @@
 //
 // The harness uses wrk, nginx and redis-server when they are installed and
 // falls back to a Go load generator, to no nginx row and to the gateway's
-// in-memory session store when they are not.
+// in-memory session store when they are not. It builds oauth2-proxy once
+// with go install into the user cache dir; without redis-server, or when
+// that fails, it goes on without the oauth2-proxy row.
 package main
 
 import (
