@@ -55,18 +55,27 @@ func (rep *report) chart() svgchart.BarChart {
 			Texts:  []string{fmtDur(p50), fmtDur(p99)},
 		})
 	}
+	title := "Proxy load test: direct, nginx and getaway on loopback"
+	notes := []string{
+		"getaway-websocket: its unit is messages per second (one message and its echo), latency of one round trip.",
+		"getaway-cold: sequential sign-ins, the first /api request of each; no throughput.",
+	}
+	if rep.find(oauth2ProxyName) != nil {
+		title = "Proxy load test: direct, nginx, oauth2-proxy and getaway on loopback"
+		notes = append(notes, "oauth2-proxy: signed in through the same provider, sessions in Redis.", rep.oauth2ProxyTarget())
+	} else {
+		// The reason can be long: it is in the Markdown report.
+		notes = append(notes, "oauth2-proxy: not measured in this run (the report says why).")
+	}
+	notes = append(notes, "One machine runs the load generator and every server: compare ratios within a run only.")
 	return svgchart.BarChart{
-		Title: "Proxy load test: direct, nginx and getaway on loopback",
+		Title: title,
 		Subtitle: []string{
 			rep.date.Format("2006-01-02 15:04 MST") + ", " + fmt.Sprintf("%d cores, %d connections, %d round(s) of %v", runtime.NumCPU(), rep.o.conns, rep.o.rounds, rep.o.duration),
 			rep.command,
 		},
 		Panels: []svgchart.BarPanel{tput, lat},
-		Notes: []string{
-			"getaway-websocket: its unit is messages per second (one message and its echo), latency of one round trip.",
-			"getaway-cold: sequential sign-ins, the first /api request of each; no throughput.",
-			"One machine runs the load generator and every server: compare ratios within a run only.",
-		},
+		Notes:  notes,
 	}
 }
 

@@ -80,7 +80,7 @@ func (w wrkGen) run(ctx context.Context, t target, conns int, d time.Duration) (
 	secs := max(1, int(math.Ceil(d.Seconds())))
 	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--latency"}
 	if t.sid != "" {
-		args = append(args, "-H", "Cookie: "+cookieName+"="+t.sid)
+		args = append(args, "-H", "Cookie: "+t.cookieKey()+"="+t.sid)
 	}
 	out, err := procs.CommandContext(ctx, w.path, append(args, t.url)...).CombinedOutput()
 	if ctx.Err() != nil {
@@ -225,7 +225,7 @@ func loop(ctx context.Context, hc *fasthttp.HostClient, t target, stop time.Time
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI(t.url)
 	if t.sid != "" {
-		req.Header.SetCookie(cookieName, t.sid)
+		req.Header.SetCookie(t.cookieKey(), t.sid)
 	}
 
 	lat := make([]time.Duration, 0, 1<<14)

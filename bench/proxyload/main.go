@@ -1,8 +1,9 @@
 // Command proxyload measures what getaway's authenticated proxy path costs:
 // it loads the same echo backend directly, through the real getaway binary
 // (signed in through a real OpenID provider, the session in Redis) and
-// through nginx as a plain reverse proxy without authentication, all on
-// loopback, with the same load generator, in several interleaved rounds,
+// through nginx as a plain reverse proxy without authentication and
+// through oauth2-proxy with Redis sessions (signed in through the same
+// provider), all on loopback, with the same load generator, in several interleaved rounds,
 // and reports the medians and the ratios (DESIGN.md section 4). It also
 // times the first request of freshly signed-in sessions, counts the Redis
 // commands the gateway sends per 1,000 cached requests and reads the
@@ -18,7 +19,9 @@
 //
 // The harness uses wrk, nginx and redis-server when they are installed and
 // falls back to a Go load generator, to no nginx row and to the gateway's
-// in-memory session store when they are not.
+// in-memory session store when they are not. It builds oauth2-proxy once
+// with go install into the user cache dir; without redis-server, or when
+// that fails, it goes on without the oauth2-proxy row.
 package main
 
 import (
@@ -55,6 +58,7 @@ const (
 	getawayCached = "getaway-cached"
 	getawayCold   = "getaway-cold"
 	getawayWS     = "getaway-websocket"
+	// oauth2ProxyName ("oauth2-proxy") is in oauth2proxy.go.
 )
 
 type options struct {
@@ -67,6 +71,10 @@ type options struct {
 	nginx    bool
 	redis    bool
 	wrk      bool
+	// oauth2Proxy measures oauth2-proxy too, when it can be obtained;
+	// oauth2ProxyBin is a binary of the user's instead of the cached build.
+	oauth2Proxy    bool
+	oauth2ProxyBin string
 }
 
 func main() {
@@ -81,6 +89,8 @@ func main() {
 	flag.BoolVar(&o.nginx, "nginx", true, "also measure nginx when it is installed")
 	flag.BoolVar(&o.redis, "redis", true, "keep the gateway's sessions in a redis-server of their own when it is installed")
 	flag.BoolVar(&o.wrk, "wrk", true, "use wrk as the load generator when it is installed")
+	flag.BoolVar(&o.oauth2Proxy, "oauth2proxy", true, "also measure oauth2-proxy "+oauth2ProxyVersion+" with Redis sessions (built once with go install into the user cache dir) when redis-server is installed")
+	flag.StringVar(&o.oauth2ProxyBin, "oauth2proxy-bin", "", "oauth2-proxy binary to run (default: the cached go install build)")
 	flag.Parse()
 
 	var err error
@@ -107,9 +117,20 @@ type target struct {
 	name string
 	url  string
 	sid  string // session cookie value to send, if any
+	// cookie is the name of the cookie that carries sid; "" is the
+	// gateway's, cookieName.
+	cookie string
 	// ws marks a WebSocket target (url is ws://): it is measured in
 	// echoed messages per second, not requests.
 	ws bool
+}
+
+// cookieKey is the name of the cookie that carries t.sid.
+func (t target) cookieKey() string {
+	if t.cookie != "" {
+		return t.cookie
+	}
+	return cookieName
 }
 
 // unit is what a target's rate counts.
@@ -126,6 +147,8 @@ type environment struct {
 	nginx     string
 	redis     string
 	gateway   string
+	// oauth2Proxy is what ran as oauth2-proxy, or why it did not.
+	oauth2Proxy string
 }
 
 func runHarness(o options) error {
@@ -240,6 +263,19 @@ func runHarness(o options) error {
 	}
 	fmt.Printf("nginx: %s\n", env.nginx)
 
+	o2p, desc, err := setupOAuth2Proxy(ctx, o, idp, backendAddr)
+	if err != nil {
+		return err
+	}
+	env.oauth2Proxy = desc
+	var o2pRedis string
+	if o2p != nil {
+		children = append(children, o2p.children...)
+		targets = append(targets, o2p.target)
+		o2pRedis = o2p.redisAddr
+	}
+	fmt.Printf("oauth2-proxy: %s\n", env.oauth2Proxy)
+
 	// Sign in once, as a browser would, for the loaded session.
 	apiURL := gw.Base + "/api/bench"
 	br := newBrowser(gw, idp)
@@ -250,7 +286,7 @@ func runHarness(o options) error {
 	}
 	// Without the cookie the gateway must refuse: the row then measures
 	// authentication, not an open door.
-	if status, err := get(apiURL, "", nil); err != nil || status != 401 {
+	if status, err := get(target{url: apiURL}, nil); err != nil || status != 401 {
 		return fmt.Errorf("getaway answered %d (%v) to /api without a session, want 401", status, err)
 	}
 	targets = append(targets, target{name: getawayCached, url: apiURL, sid: sid})
@@ -294,9 +330,17 @@ func runHarness(o options) error {
 		return nil
 	}
 
-	var redisCached *redisUse
+	// The Redis commands of the loaded targets, counted around each of
+	// their rounds in the redis-server each has to itself.
+	redisFor := map[string]string{} // target name -> its Redis address
+	use := map[string]*redisUse{}
 	if redisAddr != "" {
-		redisCached = &redisUse{}
+		redisFor[getawayCached] = redisAddr
+		use[getawayCached] = &redisUse{}
+	}
+	if o2pRedis != "" {
+		redisFor[oauth2ProxyName] = o2pRedis
+		use[oauth2ProxyName] = &redisUse{}
 	}
 	results := make(map[string][]result, len(targets))
 	for r := range o.rounds {
@@ -304,8 +348,9 @@ func runHarness(o options) error {
 			// Rotate the starting target every round against order bias.
 			t := targets[(r+i)%len(targets)]
 			var before commandStats
-			if redisCached != nil && t.name == getawayCached {
-				if before, err = readCommandStats(ctx, redisAddr); err != nil {
+			raddr := redisFor[t.name]
+			if raddr != "" {
+				if before, err = readCommandStats(ctx, raddr); err != nil {
 					return err
 				}
 			}
@@ -314,11 +359,11 @@ func runHarness(o options) error {
 				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 			}
 			if before != nil {
-				after, err := readCommandStats(ctx, redisAddr)
+				after, err := readCommandStats(ctx, raddr)
 				if err != nil {
 					return err
 				}
-				redisCached.add(before, after, res.requests, res.elapsed)
+				use[t.name].add(before, after, res.requests, res.elapsed)
 			}
 			fmt.Printf("round %d/%d  %-17s %s\n", r+1, o.rounds, t.name, res.format(t.unit()))
 			results[t.name] = append(results[t.name], res)
@@ -327,9 +372,11 @@ func runHarness(o options) error {
 			}
 		}
 	}
-	if redisCached != nil {
-		fmt.Printf("redis: %.3f commands per 1,000 getaway-cached requests (%d over %d requests in %.1fs: %s)\n",
-			redisCached.perThousand(), redisCached.commands(), redisCached.requests, redisCached.elapsed.Seconds(), redisCached.breakdown())
+	for _, name := range []string{getawayCached, oauth2ProxyName} {
+		if u := use[name]; u != nil {
+			fmt.Printf("redis: %.3f commands per 1,000 %s requests (%d over %d requests in %.1fs: %s)\n",
+				u.perThousand(), name, u.commands(), u.requests, u.elapsed.Seconds(), u.breakdown())
+		}
 	}
 
 	var cold *coldResult
@@ -361,7 +408,8 @@ func runHarness(o options) error {
 
 	rep := newReport(o, env, targets, results, sizes)
 	rep.cold = cold
-	rep.redisCached = redisCached
+	rep.redisCached = use[getawayCached]
+	rep.redisOAuth2Proxy = use[oauth2ProxyName]
 	if m, err := gw.Memory(); err == nil {
 		rep.gatewayMemory = m.String()
 	} else {

@@ -12,7 +12,7 @@ import (
 // size of the whole response, head and body.
 func probe(t target) (int, error) {
 	var size int
-	status, err := get(t.url, t.sid, func(resp *fasthttp.Response) error {
+	status, err := get(t, func(resp *fasthttp.Response) error {
 		if !bytes.Equal(resp.Body(), echoBody) {
 			return fmt.Errorf("unexpected body %q", resp.Body())
 		}
@@ -25,17 +25,17 @@ func probe(t target) (int, error) {
 	return size, err
 }
 
-// get requests url once, with the session cookie sid unless it is empty,
-// and passes the response to check, if not nil.
-func get(url, sid string, check func(*fasthttp.Response) error) (int, error) {
+// get requests t's URL once, with its session cookie unless t.sid is
+// empty, and passes the response to check, if not nil.
+func get(t target, check func(*fasthttp.Response) error) (int, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(url)
+	req.SetRequestURI(t.url)
 	req.SetConnectionClose()
-	if sid != "" {
-		req.Header.SetCookie(cookieName, sid)
+	if t.sid != "" {
+		req.Header.SetCookie(t.cookieKey(), t.sid)
 	}
 	if err := fasthttp.DoTimeout(req, resp, time.Second); err != nil {
 		return 0, err

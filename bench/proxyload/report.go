@@ -31,11 +31,14 @@ type report struct {
 	o       options
 	rows    []row
 
-	cold          *coldResult // nil when skipped
-	redisCached   *redisUse   // nil without Redis
-	gatewayMemory string      // resident set after the run
-	gatewayLog    []string    // what the gateway logged (LOG_LEVEL=error)
-	svg           string      // the chart's file, relative to the Markdown report; "" for none
+	cold        *coldResult // nil when skipped
+	redisCached *redisUse   // nil without Redis
+	// redisOAuth2Proxy is oauth2-proxy's use of its own redis-server; nil
+	// without the oauth2-proxy row.
+	redisOAuth2Proxy *redisUse
+	gatewayMemory    string   // resident set after the run
+	gatewayLog       []string // what the gateway logged (LOG_LEVEL=error)
+	svg              string   // the chart's file, relative to the Markdown report; "" for none
 }
 
 func newReport(o options, env environment, targets []target, results map[string][]result, sizes map[string]int) *report {
@@ -134,11 +137,16 @@ func (rep *report) notes() []string {
 		out = append(out, fmt.Sprintf("DESIGN.md section 4 target, getaway-cached req/s >= nginx and p99 <= nginx's: %s (%.2fx req/s, %.2fx p99).",
 			metOrNot(g.rps >= n.rps && g.p99 <= n.p99), g.rps/n.rps, float64(g.p99)/float64(n.p99)))
 	}
+	out = append(out, rep.oauth2ProxyTarget())
 	if u := rep.redisCached; u != nil {
 		out = append(out, fmt.Sprintf("Redis commands per 1,000 getaway-cached requests: %.3f (%d commands over %d requests in %.1fs of measured rounds, %.1f per second: %s; INFO commandstats before and after each round, the harness's own INFO calls excluded). DESIGN.md section 4 target < 1: %s.",
 			u.perThousand(), u.commands(), u.requests, u.elapsed.Seconds(), u.perSecond(), u.breakdown(), metOrNot(u.perThousand() < 1)))
 	} else {
 		out = append(out, "Redis commands per 1,000 getaway-cached requests: n/a (no Redis in this run).")
+	}
+	if u := rep.redisOAuth2Proxy; u != nil {
+		out = append(out, fmt.Sprintf("Redis commands per 1,000 oauth2-proxy requests: %.3f (%d commands over %d requests in %.1fs of measured rounds: %s; in the redis-server oauth2-proxy has to itself, counted the same way).",
+			u.perThousand(), u.commands(), u.requests, u.elapsed.Seconds(), u.breakdown()))
 	}
 	if c := rep.cold; c != nil {
 		line := fmt.Sprintf("getaway-cold: the first /api request right after each of %d fresh sign-ins (login, provider form, callback), one at a time over a warm keep-alive connection with no other load: p50 %s, p99 %s; the second request of the same session: p50 %s, p99 %s; the whole sign-in: p50 %s, p99 %s.",
@@ -182,6 +190,25 @@ func (rep *report) notes() []string {
 	return out
 }
 
+// oauth2ProxyTarget is the line on the DESIGN.md section 4 target against
+// oauth2-proxy, with the ratio, or why it could not be checked.
+func (rep *report) oauth2ProxyTarget() string {
+	const prefix = "DESIGN.md section 4 target, getaway-cached req/s >= 10x oauth2-proxy's: "
+	g, p := rep.find(getawayCached), rep.find(oauth2ProxyName)
+	switch {
+	case p == nil:
+		why := rep.env.oauth2Proxy
+		if why == "" {
+			why = "not measured"
+		}
+		return prefix + "n/a (oauth2-proxy: " + why + ")."
+	case g == nil || p.rps <= 0:
+		return prefix + "n/a (no getaway-cached or oauth2-proxy throughput)."
+	}
+	ratio := g.rps / p.rps
+	return fmt.Sprintf("%s%s (%.2fx).", prefix, metOrNot(ratio >= 10), ratio)
+}
+
 func metOrNot(ok bool) string {
 	if ok {
 		return "met"
@@ -221,12 +248,15 @@ func (rep *report) writeMarkdown(path string) error {
 	fmt.Fprintf(&b, "- OpenID provider: authflow/testidp (zitadel's example OP) in the harness process\n")
 	fmt.Fprintf(&b, "- Redis: %s\n", rep.env.redis)
 	fmt.Fprintf(&b, "- nginx: %s\n", rep.env.nginx)
+	fmt.Fprintf(&b, "- oauth2-proxy: %s\n", rep.env.oauth2Proxy)
 	coldMethod := " getaway-cold: skipped (-cold 0)."
 	if rep.o.cold > 0 {
 		coldMethod = fmt.Sprintf(" getaway-cold: %d sequential fresh sign-ins, the latency of the first /api request of each.", rep.o.cold)
 	}
 	fmt.Fprintf(&b, "- Method: one echo backend (same ~%d-byte JSON body) reached directly (`/bench`), through nginx when present "+
-		"(`/api/bench`, no authentication) and through getaway (`/api/bench` with the `sid` cookie of a session signed in "+
+		"(`/api/bench`, no authentication), through oauth2-proxy when present (`/bench` with the `_oauth2_proxy` cookie "+
+		"of a session signed in once through its `/oauth2/start` and the same provider's login form, the session in Redis) "+
+		"and through getaway (`/api/bench` with the `sid` cookie of a session signed in "+
 		"once through the gateway's login and the provider's login form; getaway-cached: the session is in the gateway's "+
 		"process cache after its first request; getaway-websocket: the same session upgraded on `/api/ws`, echoed "+
 		"by the same backend), every server in its own process on 127.0.0.1; %d round(s) of %v per "+

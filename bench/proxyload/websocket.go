@@ -24,7 +24,7 @@ func measure(ctx context.Context, gen generator, t target, conns int, d time.Dur
 func wsHeader(t target) http.Header {
 	h := http.Header{}
 	if t.sid != "" {
-		h.Set("Cookie", cookieName+"="+t.sid)
+		h.Set("Cookie", t.cookieKey()+"="+t.sid)
 	}
 	return h
 }
