@@ -28,8 +28,8 @@
 // one instance, which sends it; the claims outlive a restart, so a
 // restarted instance neither resends nor forgets that "down" was sent.
 //
-// Not here yet: Prometheus gauges per backend (up, latency), for when the
-// gateway has a metrics endpoint; Snapshot has what they need.
+// Metrics: package edge reads Snapshot when Prometheus scrapes and exports
+// getaway_backend_up per backend.
 //
 // This package does not serve HTTP (package edge serves Snapshot at
 // /admin/health and calls SetTargets after a config change), does not

@@ -26,7 +26,9 @@
 //
 // Errors: [ErrNotFound] means signed out (answer 401); [ErrUnavailable]
 // means the store cannot answer (answer 503, never 401). A session that
-// may have ended is never served while Redis is unreachable.
+// may have ended is never served while Redis is unreachable. When Redis
+// hangs (operations time out rather than fail), a breaker (breaker.go)
+// makes the store fail fast until a background PING is answered.
 //
 // Nothing here stores raw identifiers in Redis: keys carry the SHA-256 of
 // the session id, state and subject, so a dump of Redis yields no cookie
