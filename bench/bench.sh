@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 # What runs. Every name is a prefix (go test -bench is a regexp): it also
 # selects e.g. BenchmarkProxyDirect/BenchmarkProxyGateway and the Parallel variants.
-names=(BenchmarkProxy BenchmarkRequireAuth BenchmarkTableLookup BenchmarkRedisGetSessionHit BenchmarkMemoryGetSession)
+names=(BenchmarkProxy BenchmarkRequireAuth BenchmarkTableLookup BenchmarkRewriteRequest BenchmarkRedisGetSessionHit BenchmarkMemoryGetSession)
 pkgs=(./edge/ ./authflow/ ./upstream/ ./sessioncache/)
 committed=bench/baseline/bench.txt
 baseline=$committed

@@ -65,9 +65,11 @@ func stripCookies(h *fasthttp.RequestHeader, name, buf []byte) []byte {
 			out = append(out, item...)
 		}
 	}
-	// DelAllCookies parses the lines and drops the parse. The new line is
-	// then added as a plain header, which fasthttp keeps and writes as it
-	// is; as a special one it would be parsed again.
+	// Del drops the lines unparsed; DelAllCookies, with nothing left to
+	// parse, then marks the cookies parsed, so that fasthttp never parses
+	// the new line. That one is added as a plain header, which fasthttp
+	// keeps and writes as it is; as a special one it would be parsed.
+	h.Del(fasthttp.HeaderCookie)
 	h.DelAllCookies()
 	if len(out) > 0 {
 		special := !h.DisableSpecialHeader()
