@@ -72,20 +72,11 @@ func run(n int, out, bin string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	built := "the getaway binary " + bin
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "invalidation-build-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		fmt.Println("getaway: go build ...")
-		var root string
-		if bin, root, err = procs.BuildGetaway(ctx, dir); err != nil {
-			return err
-		}
-		built = "the getaway binary, built from " + root + " with go build at the start of the run"
+	bin, built, cleanup, err := procs.Getaway(ctx, bin, "invalidation")
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 
 	idp, err := testidp.Start(testidp.Options{})
 	if err != nil {

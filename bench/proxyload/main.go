@@ -30,7 +30,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -166,24 +165,12 @@ func runHarness(o options) error {
 	env.generator = gen.describe()
 	fmt.Printf("load generator: %s\n", env.generator)
 
-	bin := o.getaway
-	env.gateway = "the getaway binary " + bin
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "proxyload-build-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		fmt.Println("getaway: go build ...")
-		var root string
-		if bin, root, err = procs.BuildGetaway(ctx, dir); err != nil {
-			if errors.Is(err, procs.ErrOutsideModule) || errors.Is(err, exec.ErrNotFound) {
-				err = fmt.Errorf("%w (or pass -getaway=BINARY)", err)
-			}
-			return err
-		}
-		env.gateway = "the getaway binary, built from " + root + " with go build at the start of the run"
+	bin, built, cleanup, err := procs.Getaway(ctx, o.getaway, "proxyload")
+	if err != nil {
+		return err
 	}
+	defer cleanup()
+	env.gateway = built
 
 	// The provider runs in this process. Deferred before the children's
 	// stop, it is closed after the gateway has stopped.

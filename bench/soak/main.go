@@ -32,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -134,24 +133,12 @@ func runHarness(o options) (bool, error) {
 	defer stop()
 	rep := &report{o: o, started: time.Now(), command: commandLine()}
 
-	bin := o.getaway
-	rep.gateway = "the getaway binary " + bin
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "soak-build-")
-		if err != nil {
-			return false, err
-		}
-		defer os.RemoveAll(dir)
-		fmt.Println("getaway: go build ...")
-		var root string
-		if bin, root, err = procs.BuildGetaway(ctx, dir); err != nil {
-			if errors.Is(err, procs.ErrOutsideModule) || errors.Is(err, exec.ErrNotFound) {
-				err = fmt.Errorf("%w (or pass -getaway=BINARY)", err)
-			}
-			return false, err
-		}
-		rep.gateway = "the getaway binary, built from " + root + " with go build at the start of the run"
+	bin, built, cleanup, err := procs.Getaway(ctx, o.getaway, "soak")
+	if err != nil {
+		return false, err
 	}
+	defer cleanup()
+	rep.gateway = built
 
 	idp, err := testidp.Start(testidp.Options{})
 	if err != nil {

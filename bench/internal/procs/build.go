@@ -100,3 +100,27 @@ func LookupIn(env []string) func(key string) (string, bool) {
 		return "", false
 	}
 }
+
+// Getaway returns the gateway binary a harness runs: bin when it is set,
+// else one built with BuildGetaway into a temp dir that cleanup removes.
+// It also returns how the report names it.
+func Getaway(ctx context.Context, bin, prefix string) (path, describe string, cleanup func(), err error) {
+	if bin != "" {
+		return bin, "the getaway binary " + bin, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", prefix+"-build-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	fmt.Println("getaway: go build ...")
+	path, root, err := BuildGetaway(ctx, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		if errors.Is(err, ErrOutsideModule) || errors.Is(err, exec.ErrNotFound) {
+			err = fmt.Errorf("%w (or pass -getaway=BINARY)", err)
+		}
+		return "", "", nil, err
+	}
+	return path, "the getaway binary, built from " + root + " with go build at the start of the run",
+		func() { os.RemoveAll(dir) }, nil
+}
