@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/apigetaway/getaway/bench/internal/wsecho"
-	"github.com/valyala/fasthttp"
 )
 
 // echoBody is the backend's answer to every request, whatever the path.
 var echoBody = []byte(`{"ok":true,"service":"proxyload-echo","message":"the same small body on every path","n":42}`)
-
-// shutdownGrace bounds a child server's graceful stop.
-const shutdownGrace = 2 * time.Second
 
 // startRole starts this executable again in role, reads the address it
 // reports ("ADDR host:port" on stdout) and waits until probePath on that
@@ -36,26 +31,4 @@ func startRole(ctx context.Context, role, probePath string, args ...string) (*pr
 
 // runBackend is the echo backend: 200 and echoBody for every request, and
 // an echo of every message on a WebSocket.
-func runBackend() error {
-	srv := &fasthttp.Server{
-		// WebSocket handshakes are upgraded and echoed (the
-		// getaway-websocket target); every other request gets echoBody.
-		Handler: wsecho.FastHTTP(func(ctx *fasthttp.RequestCtx) {
-			ctx.SetContentType("application/json")
-			ctx.SetBody(echoBody)
-		}),
-		Name:            "proxyload-echo",
-		CloseOnShutdown: true,
-	}
-	ln, err := procs.Listen()
-	if err != nil {
-		return err
-	}
-	return procs.ServeUntilSignal(
-		func() error { return srv.Serve(ln) },
-		func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			defer cancel()
-			return srv.ShutdownWithContext(ctx)
-		})
-}
+func runBackend() error { return wsecho.ServeBackend("proxyload-echo", echoBody) }

@@ -41,7 +41,6 @@ import (
 	"github.com/apigetaway/getaway/bench/internal/procs"
 	"github.com/apigetaway/getaway/bench/internal/redisproc"
 	"github.com/apigetaway/getaway/bench/internal/wsecho"
-	"github.com/valyala/fasthttp"
 )
 
 const (
@@ -103,25 +102,7 @@ func main() {
 
 // runBackend answers echoBody to every request and echoes every message of
 // a WebSocket, until SIGTERM.
-func runBackend() error {
-	srv := &fasthttp.Server{
-		Handler: wsecho.FastHTTP(func(ctx *fasthttp.RequestCtx) {
-			ctx.SetContentType("application/json")
-			ctx.SetBody(echoBody)
-		}),
-		Name:            "soak-echo",
-		CloseOnShutdown: true,
-	}
-	ln, err := procs.Listen()
-	if err != nil {
-		return err
-	}
-	return procs.ServeUntilSignal(func() error { return srv.Serve(ln) }, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return srv.ShutdownWithContext(ctx)
-	})
-}
+func runBackend() error { return wsecho.ServeBackend("soak-echo", echoBody) }
 
 // runHarness starts everything, runs the soak and writes the report. It
 // returns whether the verdict passed.
